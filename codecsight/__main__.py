@@ -1,0 +1,3 @@
+from codecsight.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The `codecsight` command. Each subcommand's arguments are declared here; the work is imported lazily so
+`codecsight probe` does not pay for importing torch."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from codecsight.errors import CodecSightError
+
+# subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
+COMMANDS = {
+    "probe": "codecsight.probe",
+}
+BENCHES = {
+    "signals": "codecsight.bench.signals",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codecsight", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.__doc__.splitlines()[0], description=mod.__doc__)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    bench = sub.add_parser("bench", help="benchmarks: print a table and write JSON")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    for name, module in BENCHES.items():
+        mod = importlib.import_module(module)
+        p = bench_sub.add_parser(name, help=mod.__doc__.splitlines()[0], description=mod.__doc__)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args) or 0
+    except CodecSightError as e:
+        print(f"codecsight: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

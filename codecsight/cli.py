@@ -18,7 +18,7 @@ BENCHES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codecsight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="codecsight", description="Standing questions over live video with VLMs, guided by codec signals.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         mod = importlib.import_module(module)

@@ -57,3 +57,15 @@ class SampledFrame:
     rgb: np.ndarray | None  # (H, W, 3) uint8 at the requested output size
     aggregated: int = 1  # decoded frames folded into `signal`
     source_types: str = field(default="")  # frame types folded in, e.g. "PBBP"
+
+
+@dataclass
+class TokenChange:
+    """The change map of one sampled frame on a model's token grid: which tokens changed since they were last
+    encoded, and the score behind each decision."""
+
+    changed: np.ndarray  # bool (rows, cols)
+    score: np.ndarray  # float32 (rows, cols); higher = more evidence of change
+    full: bool  # the whole frame must be encoded: key frame, scene cut, unknown or damaged blocks
+    index: int = 0  # index of the sampled frame's decoded frame
+    pts: float = 0.0

@@ -1,0 +1,116 @@
+"""The change map: which tokens of a model's grid changed since they were last encoded.
+
+Rule (two stages, cheap on native camera encodes):
+1. Codec candidates. Over every decoded frame since the previous sample, a macroblock is a candidate if it was
+   intra-coded or moved by at least `mv_px`; a token is a candidate if any macroblock under its footprint is.
+   Native encoders put noise vectors and intra blocks on static noisy areas, so candidates are generous
+   (high recall, poor precision): a token without any codec evidence is skipped with no pixel work at all.
+2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels against the
+   pixels it had when it was last encoded exceeds `pixel_tau` grey levels. Comparing with the last *encoded*
+   pixels (not the previous sample) keeps slow drift from accumulating unseen under a cached embedding.
+Frames without per-block data (HEVC without libde265, damaged GOPs) and key frames are full: every token changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from codecsight.errors import ConfigError
+from codecsight.geometry import BlockToTokenMap, TokenGeometry
+from codecsight.signals.frame import SampledFrame, TokenChange
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+@dataclass(frozen=True)
+class ChangeRule:
+    mv_px: float = 0.5  # a block is a codec candidate if it moved at least this far (px) ...
+    intra: bool = True  # ... or was intra-coded: a missing vector is not low motion
+    pixel_tau: float = 6.0  # mean |dY| (grey levels) against the last encoded pixels that counts as change
+    verify: bool = True  # False: codec candidates are the decision (no pixel work)
+
+    def __post_init__(self):
+        if not 0 <= self.mv_px <= 1024:
+            raise ConfigError(f"mv_px must be within [0, 1024] px, got {self.mv_px}")
+        if not 0 <= self.pixel_tau <= 255:
+            raise ConfigError(f"pixel_tau must be within [0, 255] grey levels, got {self.pixel_tau}")
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ _LUMA
+
+
+def token_mean_abs_diff(a: np.ndarray, b: np.ndarray, token_px: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Mean |a - b| per token of two (H, W) planes; with `mask`, only the masked tokens are computed (0 elsewhere)."""
+    rows, cols = a.shape[0] // token_px, a.shape[1] // token_px
+    if mask is None:
+        d = np.abs(a - b).reshape(rows, token_px, cols, token_px)
+        return d.mean(axis=(1, 3))
+    out = np.zeros((rows, cols), np.float32)
+    r, c = np.nonzero(mask)
+    if len(r):
+        ta = a.reshape(rows, token_px, cols, token_px)[r, :, c, :]
+        tb = b.reshape(rows, token_px, cols, token_px)[r, :, c, :]
+        out[r, c] = np.abs(ta - tb).mean(axis=(1, 2))
+    return out
+
+
+class ChangeMap:
+    """Per stream and token grid: turns sampled frames into TokenChange decisions. Holds the last encoded luma."""
+
+    def __init__(self, geometry: TokenGeometry, input_hw: tuple[int, int], rule: ChangeRule = ChangeRule()):
+        self.geometry = geometry
+        self.input_hw = input_hw
+        self.grid = geometry.grid(*input_hw)
+        self.rule = rule
+        self._map: BlockToTokenMap | None = None
+        self._frame_hw: tuple[int, int] | None = None
+        self._ref: np.ndarray | None = None  # luma of each token as last encoded
+        self.candidates = 0  # tokens that needed a pixel check, for cost reports
+        self.tokens = 0
+
+    def candidates_of(self, sampled: SampledFrame) -> np.ndarray:
+        s = sampled.signal
+        if self._map is None or self._frame_hw != (s.height, s.width):
+            self._frame_hw = (s.height, s.width)
+            self._map = BlockToTokenMap.build(self._frame_hw, self.grid)
+        moved = s.mv_max >= self.rule.mv_px
+        if self.rule.intra:
+            moved |= s.intra
+        return self._map.max(moved)
+
+    def update(self, sampled: SampledFrame) -> TokenChange:
+        s = sampled.signal
+        rows, cols = self.grid
+        y = None
+        if sampled.rgb is not None:
+            if sampled.rgb.shape[:2] != self.input_hw:
+                raise ConfigError(f"sampled frame is {sampled.rgb.shape[1]}x{sampled.rgb.shape[0]}, the change map "
+                                  f"expects the model input {self.input_hw[1]}x{self.input_hw[0]}")
+            y = luma(sampled.rgb)
+        # The first frame, a resolution change, and a check with no reference pixels all start afresh.
+        fresh = self._frame_hw != (s.height, s.width) or (self.rule.verify and y is not None and self._ref is None)
+        full = s.key_frame or s.frame_type == "I" or not s.blocks_known or fresh
+        self.tokens += rows * cols
+        if full:
+            score = np.full(self.grid, np.inf, np.float32)
+            changed = np.ones(self.grid, bool)
+            self._frame_hw = (s.height, s.width)
+            if y is not None:
+                self._ref = y
+        else:
+            cand = self.candidates_of(sampled)
+            if self.rule.verify and y is not None:
+                self.candidates += int(cand.sum())
+                score = token_mean_abs_diff(y, self._ref, self.geometry.token_px, cand)
+                changed = score > self.rule.pixel_tau
+                self._encoded(y, changed)
+            else:
+                changed, score = cand, cand.astype(np.float32)
+        return TokenChange(changed=changed, score=score, full=full, index=s.index, pts=s.pts)
+
+    def _encoded(self, y: np.ndarray, changed: np.ndarray):
+        t = self.geometry.token_px
+        m = np.repeat(np.repeat(changed, t, axis=0), t, axis=1)
+        self._ref = np.where(m, y, self._ref)

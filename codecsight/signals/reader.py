@@ -1,0 +1,244 @@
+"""Per-frame codec signals read while decoding, and sampling at a target rate on the native stream.
+
+H.264: motion vectors and the QP map come from FFmpeg's exported side data; a macroblock of a P/B-frame without
+any motion vector is intra (checked on real clips). HEVC: FFmpeg exports neither, so per-block modes come from the
+system's libde265 where it is installed (codecsight.signals.hevc), else every block counts as changed.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from codecsight.errors import SourceError, StreamTimeout
+from codecsight.signals.frame import MB, FrameSignal, SampledFrame
+from codecsight.signals.source import describe, open_container, stream_info, video_stream
+
+PICT_TYPES = {1: "I", 2: "P", 3: "B"}
+
+
+def blocks_from_mvs(mvs: np.ndarray | None, shape: tuple[int, int], intra_frame: bool):
+    """Per-macroblock (max |MV| px, mean MV px, intra) from FFmpeg's exported motion vectors.
+
+    B-frame vectors to a future reference (source > 0) are negated so that the mean reads as motion from the
+    past. A macroblock with no vector in a P/B-frame is intra."""
+    rows, cols = shape
+    if intra_frame or mvs is None or len(mvs) == 0:
+        # An I-frame, or a P/B-frame that exported no vector at all: every block is intra.
+        return np.zeros(shape, np.float32), np.zeros(shape + (2,), np.float32), np.ones(shape, bool)
+    scale = mvs["motion_scale"].astype(np.float32)
+    dx = mvs["motion_x"] / scale
+    dy = mvs["motion_y"] / scale
+    sign = np.where(mvs["source"] > 0, -1.0, 1.0).astype(np.float32)
+    mb = (np.clip(mvs["dst_y"], 0, rows * MB - 1) // MB) * cols + np.clip(mvs["dst_x"], 0, cols * MB - 1) // MB
+    n = rows * cols
+    mag = np.hypot(dx, dy).astype(np.float32)
+    mv_max = np.zeros(n, np.float32)
+    np.maximum.at(mv_max, mb, mag)
+    count = np.bincount(mb, minlength=n)
+    mean = np.stack([np.bincount(mb, sign * dx, n), np.bincount(mb, sign * dy, n)], axis=1)
+    mean = (mean / np.maximum(count, 1)[:, None]).astype(np.float32)
+    return mv_max.reshape(shape), mean.reshape(shape + (2,)), (count == 0).reshape(shape)
+
+
+@dataclass
+class DecodeOptions:
+    """How frames are decoded. Frame threading corrupts exported B-frame vectors, so only NONE or SLICE."""
+
+    thread_type: str = "SLICE"
+    skip_loop_filter: bool = False  # safe only when no pixels are needed (MVs are identical either way)
+    timeout: float = 10.0  # seconds: opening and each network read
+    format: str | None = None  # force a demuxer for raw pipes: "mpegts", "h264", "hevc"
+
+    def __post_init__(self):
+        if self.thread_type not in ("NONE", "SLICE"):
+            raise ValueError("thread_type must be NONE or SLICE: frame threading corrupts exported motion vectors")
+        if not 0 < self.timeout <= 3600:
+            raise ValueError(f"timeout must be in (0, 3600] s, got {self.timeout}")
+
+
+@dataclass
+class ReadStats:
+    """Counters a reader keeps while it runs, for reports and the service's health."""
+
+    frames: int = 0
+    damaged_frames: int = 0
+    decode_errors: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def note(self, message: str):
+        if message not in self.messages:
+            self.messages.append(message)
+            print(f"codecsight: {message}", file=sys.stderr)
+
+
+class SignalReader:
+    """Iterates the decoded frames of one source as (av.VideoFrame, FrameSignal) pairs, in presentation order.
+
+    Damage inside the bitstream never stops the reader: a packet the decoder rejects marks the frames up to the
+    next key frame as damaged (their blocks unknown, i.e. full compute) and decoding continues."""
+
+    def __init__(self, source, options: DecodeOptions | None = None):
+        self.name = describe(source)
+        self.options = options or DecodeOptions()
+        self.container = open_container(source, self.options.timeout, self.options.format)
+        try:
+            self.stream = video_stream(self.container, self.name)
+        except SourceError:
+            self.container.close()
+            raise
+        self.info = stream_info(self.stream)
+        cc = self.stream.codec_context
+        self.stream.thread_type = self.options.thread_type
+        opts = {"export_side_data": "mvs+venc_params"}
+        if self.options.skip_loop_filter:
+            opts["skip_loop_filter"] = "all"
+        cc.options = opts
+        self.stats = ReadStats()
+        self._hevc_blocks = None
+        if cc.name == "hevc":
+            from codecsight.signals.hevc import HevcBlockModes
+
+            self._hevc_blocks = HevcBlockModes.open(self.stats)
+
+    def close(self):
+        if self._hevc_blocks is not None:
+            self._hevc_blocks.close()
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _packets(self):
+        try:
+            for packet in self.container.demux(self.stream):
+                yield packet
+        except av.error.TimeoutError as e:
+            raise StreamTimeout(f"{self.name}: no data for {self.options.timeout:g} s") from e
+        except av.error.EOFError:
+            return
+        except (av.error.FFmpegError, OSError) as e:
+            # The demuxer itself cannot go on (a truncated container, a dropped connection): end cleanly.
+            self.stats.note(f"{self.name}: stream ended early ({e})")
+
+    def __iter__(self) -> Iterator[tuple[av.VideoFrame, FrameSignal]]:
+        sizes: dict[int | None, int] = {}
+        damaged = False
+        seen_key = False
+        for packet in self._packets():
+            if packet.pts is not None or packet.size:
+                sizes[packet.pts] = packet.size
+            if self._hevc_blocks is not None:
+                self._hevc_blocks.push(packet)
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                self.stats.decode_errors += 1
+                self.stats.note(f"{self.name}: damaged packets; frames up to the next key frame get full compute")
+                damaged = True
+                continue
+            for frame in frames:
+                if frame.key_frame and not frame.is_corrupt:
+                    damaged = False
+                    seen_key = True
+                # Frames before the first key frame (a stream joined mid-GOP) reference pictures we never had.
+                bad = damaged or frame.is_corrupt or not seen_key
+                yield frame, self._signal(frame, sizes.pop(frame.pts, 0), bad)
+
+    def _signal(self, frame: av.VideoFrame, packet_size: int, damaged: bool) -> FrameSignal:
+        index = self.stats.frames
+        self.stats.frames += 1
+        ftype = PICT_TYPES.get(int(frame.pict_type), "P")
+        pts = float(frame.time) if frame.time is not None else index / (self.info.fps or 25.0)
+        if damaged:
+            self.stats.damaged_frames += 1
+        blocks = None
+        if not damaged:
+            if self._hevc_blocks is not None:
+                blocks = self._hevc_blocks.blocks(frame)
+            else:
+                shape = (-(-frame.height // MB), -(-frame.width // MB))
+                mvs = frame.side_data.get("MOTION_VECTORS")
+                blocks = blocks_from_mvs(None if mvs is None else mvs.to_ndarray(), shape, ftype == "I")
+        if blocks is None:
+            return FrameSignal.unknown(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
+                                       damaged=damaged)
+        mv_max, mv_mean, intra = blocks
+        qp = None
+        params = frame.side_data.get("VIDEO_ENC_PARAMS")
+        if params is not None:
+            qp = params.qp_map()
+        return FrameSignal(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
+                           mv_max, mv_mean, intra, qp)
+
+
+def read_signals(source, options: DecodeOptions | None = None) -> Iterator[FrameSignal]:
+    """Codec signals of every decoded frame (no pixels)."""
+    with SignalReader(source, options) as reader:
+        for _, signal in reader:
+            yield signal
+
+
+def merge(a: FrameSignal, b: FrameSignal) -> FrameSignal:
+    """Fold frame `a` (earlier) into frame `b`: a block changed if it changed in either."""
+    if a.blocks_shape != b.blocks_shape or not (a.blocks_known and b.blocks_known):
+        return FrameSignal.unknown(b.index, b.pts, b.frame_type, b.key_frame, a.packet_size + b.packet_size,
+                                   b.width, b.height, damaged=a.damaged or b.damaged)
+    return FrameSignal(b.index, b.pts, b.frame_type, b.key_frame, a.packet_size + b.packet_size, b.width, b.height,
+                       np.maximum(a.mv_max, b.mv_max), a.mv_mean + b.mv_mean, a.intra | b.intra, b.qp,
+                       damaged=a.damaged or b.damaged)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sample at `fps` on the native stream; pixels (RGB at `size` = (height, width)) only for sampled frames."""
+
+    fps: float = 2.0
+    size: tuple[int, int] | None = (448, 448)
+    pixels: bool = True
+
+    def __post_init__(self):
+        if not 0 < self.fps <= 240:
+            raise ValueError(f"sampling rate must be in (0, 240] fps, got {self.fps}")
+        if self.size is not None and not all(16 <= s <= 8192 for s in self.size):
+            raise ValueError(f"output size must be within 16..8192 px per side, got {self.size}")
+
+
+def sample_frames(source, sampling: Sampling = Sampling(), options: DecodeOptions | None = None,
+                  reader: SignalReader | None = None) -> Iterator[SampledFrame]:
+    """Sampled frames at `sampling.fps`, each with the codec signal aggregated over every decoded frame since the
+    previous sample. The first decoded frame is always sampled."""
+    own = reader is None
+    reader = reader or SignalReader(source, options)
+    try:
+        period = 1.0 / sampling.fps
+        next_t = None
+        acc: FrameSignal | None = None
+        n = 0
+        types = ""
+        for frame, signal in reader:
+            acc = signal if acc is None else merge(acc, signal)
+            n += 1
+            types += signal.frame_type
+            if next_t is not None and signal.pts + 1e-6 < next_t:
+                continue
+            if acc.blocks_known and n > 1:
+                acc.mv_mean /= n
+            rgb = None
+            if sampling.pixels:
+                h, w = sampling.size or (frame.height, frame.width)
+                rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BICUBIC")
+            yield SampledFrame(acc, rgb, aggregated=n, source_types=types)
+            next_t = (signal.pts if next_t is None else next_t) + period
+            while next_t <= signal.pts:  # a gap in the stream: do not emit a burst to catch up
+                next_t += period
+            acc, n, types = None, 0, ""
+    finally:
+        if own:
+            reader.close()

@@ -8,7 +8,10 @@ Rule (two stages, cheap on native camera encodes):
 2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels against the
    pixels it had when it was last encoded exceeds `pixel_tau` grey levels. Comparing with the last *encoded*
    pixels (not the previous sample) keeps slow drift from accumulating unseen under a cached embedding.
-Frames without per-block data (HEVC without libde265, damaged GOPs) and key frames are full: every token changes.
+Frames without per-block data (HEVC without libde265, damaged GOPs), the first frame and a resolution change are
+full: every token changes. Key frames are not full here: native cameras send one every 1-2 s, and their blocks are
+all intra, so every token becomes a candidate and the pixel check decides (the token plan may still choose to
+encode key frames in full).
 """
 from __future__ import annotations
 
@@ -67,8 +70,9 @@ class ChangeMap:
         self._map: BlockToTokenMap | None = None
         self._frame_hw: tuple[int, int] | None = None
         self._ref: np.ndarray | None = None  # luma of each token as last encoded
-        self.candidates = 0  # tokens that needed a pixel check, for cost reports
-        self.tokens = 0
+        self._last: np.ndarray | None = None  # luma of the latest sample
+        self.candidates = 0  # tokens of non-full frames that needed a pixel check, for cost reports
+        self.partial_tokens = 0  # all tokens of non-full frames
 
     def candidates_of(self, sampled: SampledFrame) -> np.ndarray:
         s = sampled.signal
@@ -91,8 +95,9 @@ class ChangeMap:
             y = luma(sampled.rgb)
         # The first frame, a resolution change, and a check with no reference pixels all start afresh.
         fresh = self._frame_hw != (s.height, s.width) or (self.rule.verify and y is not None and self._ref is None)
-        full = s.key_frame or s.frame_type == "I" or not s.blocks_known or fresh
-        self.tokens += rows * cols
+        full = not s.blocks_known or fresh
+        key = s.key_frame or "I" in sampled.source_types or s.frame_type == "I"
+        self._last = y
         if full:
             score = np.full(self.grid, np.inf, np.float32)
             changed = np.ones(self.grid, bool)
@@ -101,6 +106,7 @@ class ChangeMap:
                 self._ref = y
         else:
             cand = self.candidates_of(sampled)
+            self.partial_tokens += rows * cols
             if self.rule.verify and y is not None:
                 self.candidates += int(cand.sum())
                 score = token_mean_abs_diff(y, self._ref, self.geometry.token_px, cand)
@@ -108,7 +114,13 @@ class ChangeMap:
                 self._encoded(y, changed)
             else:
                 changed, score = cand, cand.astype(np.float32)
-        return TokenChange(changed=changed, score=score, full=full, index=s.index, pts=s.pts)
+        return TokenChange(changed=changed, score=score, full=full, key=key, index=s.index, pts=s.pts)
+
+    def encoded(self, keep: np.ndarray):
+        """Feedback from the token plan: these tokens were encoded from the latest sample's pixels (the plan
+        encodes more than the change map flags: sticky, periodic and cut refreshes)."""
+        if self._last is not None and self._ref is not None:
+            self._encoded(self._last, keep)
 
     def _encoded(self, y: np.ndarray, changed: np.ndarray):
         t = self.geometry.token_px

@@ -66,6 +66,7 @@ class TokenChange:
 
     changed: np.ndarray  # bool (rows, cols)
     score: np.ndarray  # float32 (rows, cols); higher = more evidence of change
-    full: bool  # the whole frame must be encoded: key frame, scene cut, unknown or damaged blocks
+    full: bool  # the whole frame must be encoded: first frame, resolution change, unknown or damaged blocks
+    key: bool = False  # a key frame was decoded since the last sample (the plan may choose to encode it fully)
     index: int = 0  # index of the sampled frame's decoded frame
     pts: float = 0.0

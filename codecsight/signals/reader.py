@@ -20,27 +20,58 @@ from codecsight.signals.source import describe, open_container, stream_info, vid
 PICT_TYPES = {1: "I", 2: "P", 3: "B"}
 
 
+_FIELDS = ("source", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
+_DTYPE: np.dtype | None = None  # PyAV's record dtype for AVMotionVector, learnt from the first frame
+
+
+def motion_vectors(side_data) -> np.ndarray:
+    """The frame's AVMotionVector records, read in place (to_ndarray copies field by field)."""
+    global _DTYPE
+    if _DTYPE is None:
+        _DTYPE = side_data.to_ndarray().dtype
+    return np.frombuffer(side_data, dtype=_DTYPE)
+
+
+def _columns(mvs: np.ndarray) -> dict[str, np.ndarray]:
+    """Fields of the records as plain integer columns: arithmetic on a structured dtype's fields is several
+    times slower, and this runs for every decoded frame."""
+    out = {}
+    for name in _FIELDS:
+        dtype, offset = mvs.dtype.fields[name][:2]
+        size = dtype.itemsize
+        if mvs.dtype.itemsize % size or offset % size:
+            out[name] = mvs[name]
+        else:
+            out[name] = mvs.view(f"i{size}").reshape(len(mvs), -1)[:, offset // size]
+    return out
+
+
 def blocks_from_mvs(mvs: np.ndarray | None, shape: tuple[int, int], intra_frame: bool):
     """Per-macroblock (max |MV| px, mean MV px, intra) from FFmpeg's exported motion vectors.
 
-    B-frame vectors to a future reference (source > 0) are negated so that the mean reads as motion from the
-    past. A macroblock with no vector in a P/B-frame is intra."""
+    Runs once per decoded frame, so it stays within a few tens of microseconds: most vectors are zero (static
+    background), and only the non-zero ones are reduced. B-frame vectors to a future reference (source > 0) are
+    negated so that the mean reads as motion from the past. A macroblock with no vector in a P/B-frame is intra."""
     rows, cols = shape
+    n = rows * cols
     if intra_frame or mvs is None or len(mvs) == 0:
         # An I-frame, or a P/B-frame that exported no vector at all: every block is intra.
         return np.zeros(shape, np.float32), np.zeros(shape + (2,), np.float32), np.ones(shape, bool)
-    scale = mvs["motion_scale"].astype(np.float32)
-    dx = mvs["motion_x"] / scale
-    dy = mvs["motion_y"] / scale
-    sign = np.where(mvs["source"] > 0, -1.0, 1.0).astype(np.float32)
-    mb = (np.clip(mvs["dst_y"], 0, rows * MB - 1) // MB) * cols + np.clip(mvs["dst_x"], 0, cols * MB - 1) // MB
-    n = rows * cols
-    mag = np.hypot(dx, dy).astype(np.float32)
+    mvs = _columns(mvs)
+    mb = (mvs["dst_y"] >> 4) * cols + (mvs["dst_x"] >> 4)
+    if mb.max() >= n or mb.min() < 0:  # a block centre outside the coded frame: clamp, never index out of range
+        mb = np.minimum(np.maximum(mvs["dst_y"], 0) >> 4, rows - 1) * cols + np.minimum(np.maximum(mvs["dst_x"], 0) >> 4, cols - 1)
+    count = np.bincount(mb, minlength=n)  # zero vectors count towards the mean too
     mv_max = np.zeros(n, np.float32)
-    np.maximum.at(mv_max, mb, mag)
-    count = np.bincount(mb, minlength=n)
-    mean = np.stack([np.bincount(mb, sign * dx, n), np.bincount(mb, sign * dy, n)], axis=1)
-    mean = (mean / np.maximum(count, 1)[:, None]).astype(np.float32)
+    mean = np.zeros((n, 2), np.float32)
+    nz = np.flatnonzero(mvs["motion_x"] | mvs["motion_y"])
+    if len(nz):
+        v = {k: c[nz] for k, c in mvs.items()}
+        sign = np.where(v["source"] > 0, -1.0, 1.0).astype(np.float32) / v["motion_scale"]
+        dx, dy = v["motion_x"] * sign, v["motion_y"] * sign
+        np.maximum.at(mv_max, mb[nz], np.hypot(dx, dy))
+        mean[:, 0] = np.bincount(mb[nz], dx, n) / np.maximum(count, 1)
+        mean[:, 1] = np.bincount(mb[nz], dy, n) / np.maximum(count, 1)
     return mv_max.reshape(shape), mean.reshape(shape + (2,)), (count == 0).reshape(shape)
 
 
@@ -50,6 +81,7 @@ class DecodeOptions:
 
     thread_type: str = "SLICE"
     skip_loop_filter: bool = False  # safe only when no pixels are needed (MVs are identical either way)
+    qp: bool = False  # export the per-block QP map (PyAV's qp_map() costs ~0.3 ms a frame, more than decoding)
     timeout: float = 10.0  # seconds: opening and each network read
     format: str | None = None  # force a demuxer for raw pipes: "mpegts", "h264", "hevc"
 
@@ -93,7 +125,7 @@ class SignalReader:
         self.info = stream_info(self.stream)
         cc = self.stream.codec_context
         self.stream.thread_type = self.options.thread_type
-        opts = {"export_side_data": "mvs+venc_params"}
+        opts = {"export_side_data": "mvs+venc_params" if self.options.qp else "mvs"}
         if self.options.skip_loop_filter:
             opts["skip_loop_filter"] = "all"
         cc.options = opts
@@ -165,15 +197,15 @@ class SignalReader:
             else:
                 shape = (-(-frame.height // MB), -(-frame.width // MB))
                 mvs = frame.side_data.get("MOTION_VECTORS")
-                blocks = blocks_from_mvs(None if mvs is None else mvs.to_ndarray(), shape, ftype == "I")
+                blocks = blocks_from_mvs(None if mvs is None else motion_vectors(mvs), shape, ftype == "I")
         if blocks is None:
             return FrameSignal.unknown(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
                                        damaged=damaged)
         mv_max, mv_mean, intra = blocks
         qp = None
-        params = frame.side_data.get("VIDEO_ENC_PARAMS")
-        if params is not None:
-            qp = params.qp_map()
+        if self.options.qp:
+            params = frame.side_data.get("VIDEO_ENC_PARAMS")
+            qp = params.qp_map() if params is not None else None
         return FrameSignal(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
                            mv_max, mv_mean, intra, qp)
 

@@ -84,7 +84,7 @@ def timings(path: str, repeats: int) -> dict:
     from codecsight.signals import DecodeOptions, Sampling, read_signals, sample_frames
     from codecsight.signals.source import open_container
 
-    opts = DecodeOptions(thread_type="SLICE")
+    opts = DecodeOptions()
 
     def plain(rgb: bool):
         with open_container(path) as c:

@@ -68,7 +68,8 @@ class ChangeMap:
         self.grid = geometry.grid(*input_hw)
         self.rule = rule
         self._map: BlockToTokenMap | None = None
-        self._frame_hw: tuple[int, int] | None = None
+        self._map_hw: tuple[int, int] | None = None
+        self._frame_hw: tuple[int, int] | None = None  # frame size of the latest sample
         self._ref: np.ndarray | None = None  # luma of each token as last encoded
         self._last: np.ndarray | None = None  # luma of the latest sample
         self.candidates = 0  # tokens of non-full frames that needed a pixel check, for cost reports
@@ -76,9 +77,9 @@ class ChangeMap:
 
     def candidates_of(self, sampled: SampledFrame) -> np.ndarray:
         s = sampled.signal
-        if self._map is None or self._frame_hw != (s.height, s.width):
-            self._frame_hw = (s.height, s.width)
-            self._map = BlockToTokenMap.build(self._frame_hw, self.grid)
+        if self._map is None or self._map_hw != (s.height, s.width):
+            self._map_hw = (s.height, s.width)
+            self._map = BlockToTokenMap.build(self._map_hw, self.grid)
         moved = s.mv_max >= self.rule.mv_px
         if self.rule.intra:
             moved |= s.intra

@@ -7,10 +7,12 @@ system's libde265 where it is installed (codecsight.signals.hevc), else every bl
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import av
+import av.logging
 import numpy as np
 
 from codecsight.errors import SourceError, StreamTimeout
@@ -79,7 +81,7 @@ def blocks_from_mvs(mvs: np.ndarray | None, shape: tuple[int, int], intra_frame:
 class DecodeOptions:
     """How frames are decoded. Frame threading corrupts exported B-frame vectors, so only NONE or SLICE."""
 
-    thread_type: str = "SLICE"
+    thread_type: str = "NONE"  # SLICE helps only multi-slice streams, and its workers' errors are not seen
     skip_loop_filter: bool = False  # safe only when no pixels are needed (MVs are identical either way)
     qp: bool = False  # export the per-block QP map (PyAV's qp_map() costs ~0.3 ms a frame, more than decoding)
     timeout: float = 10.0  # seconds: opening and each network read
@@ -130,11 +132,14 @@ class SignalReader:
             opts["skip_loop_filter"] = "all"
         cc.options = opts
         self.stats = ReadStats()
+        if av.logging.get_level() is None or av.logging.get_level() > av.logging.ERROR:
+            av.logging.set_level(av.logging.ERROR)  # decoder errors must reach the capture in __iter__
+        self._hevc = cc.name == "hevc"
         self._hevc_blocks = None
-        if cc.name == "hevc":
+        if self._hevc:
             from codecsight.signals.hevc import HevcBlockModes
 
-            self._hevc_blocks = HevcBlockModes.open(self.stats)
+            self._hevc_blocks = HevcBlockModes.open(self.stream, self.stats)
 
     def close(self):
         if self._hevc_blocks is not None:
@@ -163,25 +168,44 @@ class SignalReader:
         sizes: dict[int | None, int] = {}
         damaged = False
         seen_key = False
+        pending: deque = deque()  # decoded frames waiting for their HEVC block modes
         for packet in self._packets():
             if packet.pts is not None or packet.size:
                 sizes[packet.pts] = packet.size
-            if self._hevc_blocks is not None:
-                self._hevc_blocks.push(packet)
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
+            # The decoder conceals damaged macroblocks silently and only logs them: capture this thread's log.
+            with av.logging.Capture(local=True) as errors:
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    errors.append((av.logging.ERROR, "decoder", str(e)))
+                    frames = []
+            if errors or packet.is_corrupt:
                 self.stats.decode_errors += 1
                 self.stats.note(f"{self.name}: damaged packets; frames up to the next key frame get full compute")
                 damaged = True
-                continue
+            if self._hevc_blocks is not None and packet.size:
+                self._hevc_blocks.push(packet)  # after FFmpeg: the Annex-B filter takes the packet's data
             for frame in frames:
                 if frame.key_frame and not frame.is_corrupt:
                     damaged = False
                     seen_key = True
                 # Frames before the first key frame (a stream joined mid-GOP) reference pictures we never had.
-                bad = damaged or frame.is_corrupt or not seen_key
-                yield frame, self._signal(frame, sizes.pop(frame.pts, 0), bad)
+                pending.append((frame, sizes.pop(frame.pts, 0), damaged or frame.is_corrupt or not seen_key))
+            yield from self._ready(pending, final=False)
+        if self._hevc_blocks is not None:
+            self._hevc_blocks.flush()
+        yield from self._ready(pending, final=True)
+
+    def _ready(self, pending: deque, final: bool):
+        """Frames whose signal can be made now. libde265 may output a picture a little after FFmpeg does: wait
+        for it, but never more than a few frames (then the frame is unknown, i.e. full compute)."""
+        while pending:
+            frame = pending[0][0]
+            if (not final and self._hevc_blocks is not None and len(pending) <= 8
+                    and not self._hevc_blocks.ready(frame.pts)):
+                return
+            frame, size, bad = pending.popleft()
+            yield frame, self._signal(frame, size, bad)
 
     def _signal(self, frame: av.VideoFrame, packet_size: int, damaged: bool) -> FrameSignal:
         index = self.stats.frames
@@ -192,8 +216,8 @@ class SignalReader:
             self.stats.damaged_frames += 1
         blocks = None
         if not damaged:
-            if self._hevc_blocks is not None:
-                blocks = self._hevc_blocks.blocks(frame)
+            if self._hevc:
+                blocks = self._hevc_blocks.take(frame.pts) if self._hevc_blocks is not None else None
             else:
                 shape = (-(-frame.height // MB), -(-frame.width // MB))
                 mvs = frame.side_data.get("MOTION_VECTORS")

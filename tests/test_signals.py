@@ -8,7 +8,7 @@ from codecsight.geometry import QWEN2_5_VL, QWEN3_VL, BlockToTokenMap, footprint
 from codecsight.signals import ChangeMap, ChangeRule, DecodeOptions, Sampling, read_signals, sample_frames
 from codecsight.signals.changemap import luma, token_mean_abs_diff
 from codecsight.signals.frame import FrameSignal, SampledFrame
-from codecsight.signals.reader import blocks_from_mvs
+from codecsight.signals.reader import blocks_from_mvs, motion_vectors
 
 MV_DTYPE = np.dtype([("source", "<i4"), ("w", "u1"), ("h", "u1"), ("src_x", "<i2"), ("src_y", "<i2"),
                      ("dst_x", "<i2"), ("dst_y", "<i2"), ("flags", "<u8"), ("motion_x", "<i4"),
@@ -47,7 +47,9 @@ def _mv(x, y, mx, my, source=-1, scale=4):
 
 
 def test_blocks_from_mvs():
-    mvs = np.array([_mv(8, 8, 8, 0), _mv(8, 8, 0, -4, source=1), _mv(24, 8, 0, 0), _mv(40, 24, 3, 4)], MV_DTYPE)
+    records = np.array([_mv(8, 8, 8, 0), _mv(8, 8, 0, -4, source=1), _mv(24, 8, 0, 0), _mv(40, 24, 3, 4)], MV_DTYPE)
+    assert MV_DTYPE.itemsize == 40  # FFmpeg's AVMotionVector, which motion_vectors() reads as int16 columns
+    mvs = motion_vectors(records)
     mv_max, mean, intra = blocks_from_mvs(mvs, (2, 3), intra_frame=False)
     assert mv_max[0, 0] == pytest.approx(2.0)  # max of 2 px (list 0) and 1 px (list 1)
     assert mv_max[1, 2] == pytest.approx(1.25)  # hypot(3, 4) / 4

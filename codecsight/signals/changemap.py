@@ -5,9 +5,9 @@ Rule (two stages, cheap on native camera encodes):
    intra-coded or moved by at least `mv_px`; a token is a candidate if any macroblock under its footprint is.
    Native encoders put noise vectors and intra blocks on static noisy areas, so candidates are generous
    (high recall, poor precision): a token without any codec evidence is skipped with no pixel work at all.
-2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels against the
-   pixels it had when it was last encoded exceeds `pixel_tau` grey levels. Comparing with the last *encoded*
-   pixels (not the previous sample) keeps slow drift from accumulating unseen under a cached embedding.
+2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels exceeds
+   `pixel_tau` grey levels against the previous sample (what changed since we last looked) or against the pixels
+   it had when it was last encoded (slow drift must not accumulate unseen under a cached embedding).
 Frames without per-block data (HEVC without libde265, damaged GOPs), the first frame and a resolution change are
 full: every token changes. Key frames are not full here: native cameras send one every 1-2 s, and their blocks are
 all intra, so every token becomes a candidate and the pixel check decides (the token plan may still choose to
@@ -71,7 +71,7 @@ class ChangeMap:
         self._map_hw: tuple[int, int] | None = None
         self._frame_hw: tuple[int, int] | None = None  # frame size of the latest sample
         self._ref: np.ndarray | None = None  # luma of each token as last encoded
-        self._last: np.ndarray | None = None  # luma of the latest sample
+        self._last: np.ndarray | None = None  # luma of the previous sample
         self.candidates = 0  # tokens of non-full frames that needed a pixel check, for cost reports
         self.partial_tokens = 0  # all tokens of non-full frames
 
@@ -98,7 +98,7 @@ class ChangeMap:
         fresh = self._frame_hw != (s.height, s.width) or (self.rule.verify and y is not None and self._ref is None)
         full = not s.blocks_known or fresh
         key = s.key_frame or "I" in sampled.source_types or s.frame_type == "I"
-        self._last = y
+        prev, self._last = self._last, y
         if full:
             score = np.full(self.grid, np.inf, np.float32)
             changed = np.ones(self.grid, bool)
@@ -111,6 +111,8 @@ class ChangeMap:
             if self.rule.verify and y is not None:
                 self.candidates += int(cand.sum())
                 score = token_mean_abs_diff(y, self._ref, self.geometry.token_px, cand)
+                if prev is not None and prev.shape == y.shape:
+                    score = np.maximum(score, token_mean_abs_diff(y, prev, self.geometry.token_px, cand))
                 changed = score > self.rule.pixel_tau
                 self._encoded(y, changed)
             else:

@@ -22,58 +22,45 @@ from codecsight.signals.source import describe, open_container, stream_info, vid
 PICT_TYPES = {1: "I", 2: "P", 3: "B"}
 
 
-_FIELDS = ("source", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
-_DTYPE: np.dtype | None = None  # PyAV's record dtype for AVMotionVector, learnt from the first frame
-
-
 def motion_vectors(side_data) -> np.ndarray:
-    """The frame's AVMotionVector records, read in place (to_ndarray copies field by field)."""
-    global _DTYPE
-    if _DTYPE is None:
-        _DTYPE = side_data.to_ndarray().dtype
-    return np.frombuffer(side_data, dtype=_DTYPE)
+    """The frame's AVMotionVector records as an (N, 20) int16 view, read in place. One flat integer view makes the
+    per-frame reduction several times faster than structured-dtype fields, and this runs for every decoded frame.
+    Layout (FFmpeg's libavutil/motion_vector.h, stable since FFmpeg 3): int32 source @0, uint8 w, h @4,
+    int16 src_x, src_y, dst_x, dst_y @6, uint64 flags @16, int32 motion_x, motion_y @24, uint16 motion_scale @32.
+    The int32 vectors are read through their low halves: H.264/HEVC vectors are within +-2^13 quarter pels."""
+    return np.frombuffer(side_data, np.int16).reshape(-1, 20)
 
 
-def _columns(mvs: np.ndarray) -> dict[str, np.ndarray]:
-    """Fields of the records as plain integer columns: arithmetic on a structured dtype's fields is several
-    times slower, and this runs for every decoded frame."""
-    out = {}
-    for name in _FIELDS:
-        dtype, offset = mvs.dtype.fields[name][:2]
-        size = dtype.itemsize
-        if mvs.dtype.itemsize % size or offset % size:
-            out[name] = mvs[name]
-        else:
-            out[name] = mvs.view(f"i{size}").reshape(len(mvs), -1)[:, offset // size]
-    return out
+_SOURCE, _DST_X, _DST_Y, _MOTION_X, _MOTION_Y, _SCALE = 0, 5, 6, 12, 14, 16
 
 
 def blocks_from_mvs(mvs: np.ndarray | None, shape: tuple[int, int], intra_frame: bool):
-    """Per-macroblock (max |MV| px, mean MV px, intra) from FFmpeg's exported motion vectors.
+    """Per-macroblock (max |MV| px, mean MV px, intra) from FFmpeg's exported motion vectors (see
+    `motion_vectors`).
 
-    Runs once per decoded frame, so it stays within a few tens of microseconds: most vectors are zero (static
-    background), and only the non-zero ones are reduced. B-frame vectors to a future reference (source > 0) are
-    negated so that the mean reads as motion from the past. A macroblock with no vector in a P/B-frame is intra."""
+    Most vectors are zero (static background), so only the non-zero ones are reduced. B-frame vectors to a future
+    reference (source > 0) are negated so that the mean reads as motion from the past. A macroblock with no vector
+    in a P/B-frame is intra."""
     rows, cols = shape
     n = rows * cols
     if intra_frame or mvs is None or len(mvs) == 0:
         # An I-frame, or a P/B-frame that exported no vector at all: every block is intra.
         return np.zeros(shape, np.float32), np.zeros(shape + (2,), np.float32), np.ones(shape, bool)
-    mvs = _columns(mvs)
-    mb = (mvs["dst_y"] >> 4) * cols + (mvs["dst_x"] >> 4)
-    if mb.max() >= n or mb.min() < 0:  # a block centre outside the coded frame: clamp, never index out of range
-        mb = np.minimum(np.maximum(mvs["dst_y"], 0) >> 4, rows - 1) * cols + np.minimum(np.maximum(mvs["dst_x"], 0) >> 4, cols - 1)
-    count = np.bincount(mb, minlength=n)  # zero vectors count towards the mean too
+    # block centres lie inside the coded frame, whose macroblock grid is exactly rows x cols
+    mb = (mvs[:, _DST_Y] >> 4).astype(np.intp) * cols + (mvs[:, _DST_X] >> 4)
+    count = np.bincount(mb, minlength=n)
     mv_max = np.zeros(n, np.float32)
     mean = np.zeros((n, 2), np.float32)
-    nz = np.flatnonzero(mvs["motion_x"] | mvs["motion_y"])
+    nz = np.flatnonzero(mvs[:, _MOTION_X] | mvs[:, _MOTION_Y])
     if len(nz):
-        v = {k: c[nz] for k, c in mvs.items()}
-        sign = np.where(v["source"] > 0, -1.0, 1.0).astype(np.float32) / v["motion_scale"]
-        dx, dy = v["motion_x"] * sign, v["motion_y"] * sign
-        np.maximum.at(mv_max, mb[nz], np.hypot(dx, dy))
-        mean[:, 0] = np.bincount(mb[nz], dx, n) / np.maximum(count, 1)
-        mean[:, 1] = np.bincount(mb[nz], dy, n) / np.maximum(count, 1)
+        v = mvs[nz]
+        scale = np.where(v[:, _SOURCE] > 0, -1.0, 1.0).astype(np.float32) / v[:, _SCALE]
+        dx, dy = v[:, _MOTION_X] * scale, v[:, _MOTION_Y] * scale
+        where = mb[nz]
+        np.maximum.at(mv_max, where, np.hypot(dx, dy))
+        total = np.maximum(count, 1)
+        mean[:, 0] = np.bincount(where, dx, n) / total
+        mean[:, 1] = np.bincount(where, dy, n) / total
     return mv_max.reshape(shape), mean.reshape(shape + (2,)), (count == 0).reshape(shape)
 
 

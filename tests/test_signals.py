@@ -50,14 +50,20 @@ def test_blocks_from_mvs():
     records = np.array([_mv(8, 8, 8, 0), _mv(8, 8, 0, -4, source=1), _mv(24, 8, 0, 0), _mv(40, 24, 3, 4)], MV_DTYPE)
     assert MV_DTYPE.itemsize == 40  # FFmpeg's AVMotionVector, which motion_vectors() reads as int16 columns
     mvs = motion_vectors(records)
-    mv_max, mean, intra = blocks_from_mvs(mvs, (2, 3), intra_frame=False)
+    mv_max, mean, intra = blocks_from_mvs([mvs], (2, 3))
     assert mv_max[0, 0] == pytest.approx(2.0)  # max of 2 px (list 0) and 1 px (list 1)
     assert mv_max[1, 2] == pytest.approx(1.25)  # hypot(3, 4) / 4
     # list-1 vector negated: mean of (2, 0) and (0, +1)
     assert mean[0, 0] == pytest.approx([1.0, 0.5])
     assert intra.tolist() == [[False, False, True], [True, True, False]]
-    _, _, all_intra = blocks_from_mvs(mvs, (2, 3), intra_frame=True)
+    _, _, all_intra = blocks_from_mvs([mvs], (2, 3), all_intra=True)
     assert all_intra.all()
+    # folding a second frame: maxima over both, intra only where some frame had no vector at a block
+    other = motion_vectors(np.array([_mv(24, 8, 40, 0), _mv(8, 24, 0, 0), _mv(24, 24, 0, 0)], MV_DTYPE))
+    mv_max2, mean2, intra2 = blocks_from_mvs([mvs, other], (2, 3))
+    assert mv_max2[0, 1] == pytest.approx(10.0) and mv_max2[0, 0] == pytest.approx(2.0)
+    assert intra2.tolist() == [[True, False, True], [True, True, True]]
+    assert mean2[0, 1] == pytest.approx([5.0, 0.0])  # (0 + 10) / 2 vectors
 
 
 def test_reader_on_generated_clip(square_clip):

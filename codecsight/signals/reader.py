@@ -34,21 +34,33 @@ def motion_vectors(side_data) -> np.ndarray:
 _SOURCE, _DST_X, _DST_Y, _MOTION_X, _MOTION_Y, _SCALE = 0, 5, 6, 12, 14, 16
 
 
-def blocks_from_mvs(mvs: np.ndarray | None, shape: tuple[int, int], intra_frame: bool):
-    """Per-macroblock (max |MV| px, mean MV px, intra) from FFmpeg's exported motion vectors (see
-    `motion_vectors`).
+def blocks_from_mvs(frames: list[np.ndarray | None], shape: tuple[int, int], all_intra: bool = False):
+    """Per-macroblock (max |MV| px, mean MV px, intra) over one or more P/B-frames' exported motion vectors (see
+    `motion_vectors`; None: a frame that exported none, so every block of it is intra).
 
-    Most vectors are zero (static background), so only the non-zero ones are reduced. B-frame vectors to a future
-    reference (source > 0) are negated so that the mean reads as motion from the past. A macroblock with no vector
-    in a P/B-frame is intra."""
+    Runs once per sample over every frame folded into it: one vectorised pass costs about what one frame would,
+    which keeps extraction cheap next to decoding. Most vectors are zero (static background), so only the
+    non-zero ones are reduced. Vectors to a future reference (source > 0) are negated so that the mean reads as
+    motion from the past. A macroblock with no vector in any of the frames is intra."""
     rows, cols = shape
     n = rows * cols
-    if intra_frame or mvs is None or len(mvs) == 0:
-        # An I-frame, or a P/B-frame that exported no vector at all: every block is intra.
+    parts = [m for m in frames if m is not None and len(m)]
+    all_intra = all_intra or len(parts) < len(frames)
+    if not parts:
         return np.zeros(shape, np.float32), np.zeros(shape + (2,), np.float32), np.ones(shape, bool)
+    mvs = parts[0] if len(parts) == 1 else np.concatenate(parts)
     # block centres lie inside the coded frame, whose macroblock grid is exactly rows x cols
     mb = (mvs[:, _DST_Y] >> 4).astype(np.intp) * cols + (mvs[:, _DST_X] >> 4)
-    count = np.bincount(mb, minlength=n)
+    if len(parts) == 1:
+        count = np.bincount(mb, minlength=n)
+        intra = count == 0
+    else:
+        frame = np.repeat(np.arange(len(parts)) * n, [len(m) for m in parts])
+        per_frame = np.bincount(frame + mb, minlength=len(parts) * n).reshape(len(parts), n)
+        count = per_frame.sum(axis=0)
+        intra = (per_frame == 0).any(axis=0)
+    if all_intra:
+        intra[:] = True
     mv_max = np.zeros(n, np.float32)
     mean = np.zeros((n, 2), np.float32)
     nz = np.flatnonzero(mvs[:, _MOTION_X] | mvs[:, _MOTION_Y])
@@ -61,7 +73,47 @@ def blocks_from_mvs(mvs: np.ndarray | None, shape: tuple[int, int], intra_frame:
         total = np.maximum(count, 1)
         mean[:, 0] = np.bincount(where, dx, n) / total
         mean[:, 1] = np.bincount(where, dy, n) / total
-    return mv_max.reshape(shape), mean.reshape(shape + (2,)), (count == 0).reshape(shape)
+    return mv_max.reshape(shape), mean.reshape(shape + (2,)), intra.reshape(shape)
+
+
+@dataclass
+class FrameRecord:
+    """One decoded frame as the reader saw it, before its blocks are reduced: the reduction runs once per sample
+    over every frame folded into it (`signal_of`)."""
+
+    index: int
+    pts: float
+    frame_type: str
+    key_frame: bool
+    packet_size: int
+    width: int
+    height: int
+    mvs: np.ndarray | None = None  # H.264: a copy of the exported vectors (motion_vectors layout), None if none
+    blocks: tuple | None = None  # HEVC: (mv_max, mv_mean, intra) from libde265
+    qp: np.ndarray | None = None
+    known: bool = True  # False: no per-block data (damaged, HEVC without libde265)
+    damaged: bool = False
+
+
+def signal_of(records: list[FrameRecord]) -> FrameSignal:
+    """The codec signal of the last record with every earlier one folded in: a block changed if it changed in any
+    of them. Unknown blocks anywhere, or a resolution change, make the whole signal unknown (full compute)."""
+    last = records[-1]
+    size = sum(r.packet_size for r in records)
+    damaged = any(r.damaged for r in records)
+    if any(not r.known or (r.width, r.height) != (last.width, last.height) for r in records):
+        return FrameSignal.unknown(last.index, last.pts, last.frame_type, last.key_frame, size, last.width,
+                                   last.height, damaged=damaged)
+    shape = (-(-last.height // MB), -(-last.width // MB))
+    if last.blocks is not None:  # HEVC
+        mv_max = np.maximum.reduce([r.blocks[0] for r in records])
+        mv_mean = np.mean([r.blocks[1] for r in records], axis=0)
+        intra = np.logical_or.reduce([r.blocks[2] for r in records])
+    else:
+        inter = [r for r in records if r.frame_type != "I"]
+        mv_max, mv_mean, intra = blocks_from_mvs([r.mvs for r in inter], shape, len(inter) < len(records))
+    return FrameSignal(last.index, last.pts, last.frame_type, last.key_frame, size, last.width, last.height,
+                       mv_max, mv_mean, intra, last.qp, damaged=damaged)
 
 
 @dataclass
@@ -97,7 +149,7 @@ class ReadStats:
 
 
 class SignalReader:
-    """Iterates the decoded frames of one source as (av.VideoFrame, FrameSignal) pairs, in presentation order.
+    """Iterates the decoded frames of one source as (av.VideoFrame, FrameRecord) pairs, in presentation order.
 
     Damage inside the bitstream never stops the reader: a packet the decoder rejects marks the frames up to the
     next key frame as damaged (their blocks unknown, i.e. full compute) and decoding continues."""
@@ -151,7 +203,7 @@ class SignalReader:
             # The demuxer itself cannot go on (a truncated container, a dropped connection): end cleanly.
             self.stats.note(f"{self.name}: stream ended early ({e})")
 
-    def __iter__(self) -> Iterator[tuple[av.VideoFrame, FrameSignal]]:
+    def __iter__(self) -> Iterator[tuple[av.VideoFrame, FrameRecord]]:
         sizes: dict[int | None, int] = {}
         damaged = False
         seen_key = False
@@ -192,50 +244,36 @@ class SignalReader:
                     and not self._hevc_blocks.ready(frame.pts)):
                 return
             frame, size, bad = pending.popleft()
-            yield frame, self._signal(frame, size, bad)
+            yield frame, self._record(frame, size, bad)
 
-    def _signal(self, frame: av.VideoFrame, packet_size: int, damaged: bool) -> FrameSignal:
+    def _record(self, frame: av.VideoFrame, packet_size: int, damaged: bool) -> FrameRecord:
         index = self.stats.frames
         self.stats.frames += 1
         ftype = PICT_TYPES.get(int(frame.pict_type), "P")
         pts = float(frame.time) if frame.time is not None else index / (self.info.fps or 25.0)
         if damaged:
             self.stats.damaged_frames += 1
-        blocks = None
-        if not damaged:
-            if self._hevc:
-                blocks = self._hevc_blocks.take(frame.pts) if self._hevc_blocks is not None else None
-            else:
-                shape = (-(-frame.height // MB), -(-frame.width // MB))
-                mvs = frame.side_data.get("MOTION_VECTORS")
-                blocks = blocks_from_mvs(None if mvs is None else motion_vectors(mvs), shape, ftype == "I")
-        if blocks is None:
-            return FrameSignal.unknown(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
-                                       damaged=damaged)
-        mv_max, mv_mean, intra = blocks
-        qp = None
+        rec = FrameRecord(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
+                          known=not damaged, damaged=damaged)
+        if damaged:
+            return rec
+        if self._hevc:
+            rec.blocks = self._hevc_blocks.take(frame.pts) if self._hevc_blocks is not None else None
+            rec.known = rec.blocks is not None
+        elif ftype != "I":
+            mvs = frame.side_data.get("MOTION_VECTORS")
+            rec.mvs = None if mvs is None else motion_vectors(mvs).copy()  # the frame's buffer is recycled
         if self.options.qp:
             params = frame.side_data.get("VIDEO_ENC_PARAMS")
-            qp = params.qp_map() if params is not None else None
-        return FrameSignal(index, pts, ftype, frame.key_frame, packet_size, frame.width, frame.height,
-                           mv_max, mv_mean, intra, qp)
+            rec.qp = params.qp_map() if params is not None else None
+        return rec
 
 
 def read_signals(source, options: DecodeOptions | None = None) -> Iterator[FrameSignal]:
-    """Codec signals of every decoded frame (no pixels)."""
+    """Codec signals of every decoded frame, each on its own (no pixels)."""
     with SignalReader(source, options) as reader:
-        for _, signal in reader:
-            yield signal
-
-
-def merge(a: FrameSignal, b: FrameSignal) -> FrameSignal:
-    """Fold frame `a` (earlier) into frame `b`: a block changed if it changed in either."""
-    if a.blocks_shape != b.blocks_shape or not (a.blocks_known and b.blocks_known):
-        return FrameSignal.unknown(b.index, b.pts, b.frame_type, b.key_frame, a.packet_size + b.packet_size,
-                                   b.width, b.height, damaged=a.damaged or b.damaged)
-    return FrameSignal(b.index, b.pts, b.frame_type, b.key_frame, a.packet_size + b.packet_size, b.width, b.height,
-                       np.maximum(a.mv_max, b.mv_max), a.mv_mean + b.mv_mean, a.intra | b.intra, b.qp,
-                       damaged=a.damaged or b.damaged)
+        for _, record in reader:
+            yield signal_of([record])
 
 
 @dataclass(frozen=True)
@@ -262,26 +300,21 @@ def sample_frames(source, sampling: Sampling = Sampling(), options: DecodeOption
     try:
         period = 1.0 / sampling.fps
         next_t = None
-        acc: FrameSignal | None = None
-        n = 0
-        types = ""
-        for frame, signal in reader:
-            acc = signal if acc is None else merge(acc, signal)
-            n += 1
-            types += signal.frame_type
-            if next_t is not None and signal.pts + 1e-6 < next_t:
+        folded: list[FrameRecord] = []
+        for frame, record in reader:
+            folded.append(record)
+            if next_t is not None and record.pts + 1e-6 < next_t:
                 continue
-            if acc.blocks_known and n > 1:
-                acc.mv_mean /= n
             rgb = None
             if sampling.pixels:
                 h, w = sampling.size or (frame.height, frame.width)
                 rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BICUBIC")
-            yield SampledFrame(acc, rgb, aggregated=n, source_types=types)
-            next_t = (signal.pts if next_t is None else next_t) + period
-            while next_t <= signal.pts:  # a gap in the stream: do not emit a burst to catch up
+            yield SampledFrame(signal_of(folded), rgb, aggregated=len(folded),
+                               source_types="".join(r.frame_type for r in folded))
+            next_t = (record.pts if next_t is None else next_t) + period
+            while next_t <= record.pts:  # a gap in the stream: do not emit a burst to catch up
                 next_t += period
-            acc, n, types = None, 0, ""
+            folded = []
     finally:
         if own:
             reader.close()

@@ -14,6 +14,8 @@ COMMANDS = {
 }
 BENCHES = {
     "signals": "codecsight.bench.signals",
+    "prefill": "codecsight.bench.prefill",
+    "vision": "codecsight.bench.vision",
 }
 
 

@@ -37,17 +37,153 @@ class ModelAdapter:
     def config(self):
         return self.model.config
 
+    def default_input_hw(self) -> tuple[int, int]:
+        """The model input size frames are resized to: a model saved by CodecSight says it in its config
+        (`codecsight.input_size`, e.g. the bundled reference model), else 448 px square."""
+        side = (getattr(self.config, "codecsight", None) or {}).get("input_size", 448)
+        return self.geometry.snap(side, side)
+
+    # transformers class names of the family (imported lazily: the CLI must not pay for transformers), and the
+    # tiny config of `tiny()`: nested dicts as the config class takes them.
+    config_class: ClassVar[str]
+    model_class: ClassVar[str]
+    tiny_config: ClassVar[dict]
+
     @classmethod
     def from_pretrained(cls, id_or_path: str, dtype=None, device: str = "cpu") -> "ModelAdapter":
-        raise NotImplementedError
+        """Load weights by hub id or local folder (dtype: a torch dtype, or None for the checkpoint's own)."""
+        import transformers
+
+        model = getattr(transformers, cls.model_class).from_pretrained(id_or_path, dtype=dtype or "auto")
+        model = model.to(device)
+        # A weights-only folder (as tests save) has no tokenizer, and AutoTokenizer would make up an empty one.
+        tokenizer = None
+        if not os.path.isdir(id_or_path) or any(
+                os.path.isfile(os.path.join(id_or_path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(id_or_path)
+        return cls(model, tokenizer)
 
     @classmethod
     def tiny(cls, seed: int = 0, **overrides) -> "ModelAdapter":
-        """A randomly initialised model of the real class from a tiny config, for tests."""
-        raise NotImplementedError
+        """A randomly initialised model of the real class from a tiny config, for tests. Overrides merge into
+        the tiny config one level deep, e.g. tiny(vision_config={"depth": 8}, text_config={...})."""
+        import torch
+        import transformers
+
+        cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cls.tiny_config.items()}
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+                cfg[key].update(value)
+            else:
+                cfg[key] = value
+        config = getattr(transformers, cls.config_class)(**cfg)
+        torch.manual_seed(seed)
+        return cls(getattr(transformers, cls.model_class)(config).float())
 
     # ---- vision side (token plan, pruned ViT) -------------------------------------------------------------
+    # Frames come in at the model input size (whole tokens of `geometry`); `pixel_values` turns them into patch
+    # rows, 4 consecutive rows per merged token, for every family. `codecsight.vision.encoder.PrunedViT` drives
+    # the `vit_*` steps; each family implements them on its own tower: vit_embed(batch) -> (h, aux),
+    # vit_qkv(layer, h, aux) -> q, k, v (rows, heads, head_dim), vit_finish(layer, h, attn) -> h,
+    # vit_merge(h, tap) -> (tokens, D), and the properties vit_n_layers, vit_scale, vit_out_dim.
+    mean: ClassVar[tuple[float, float, float]]
+    std: ClassVar[tuple[float, float, float]]
+    vit_extras: ClassVar[int] = 0  # rows per temporal patch that every token attends to (InternVL's CLS)
+
+    def pixel_values(self, frames):
+        """(T, H, W, 3) uint8 -> (patch rows float32, grid_thw in patches)."""
+        from codecsight.vision.preprocess import video_pixel_values
+
+        return video_pixel_values(frames, self.geometry, self.mean, self.std)
+
+    def vision_reference(self, frames):
+        """The library's own full encoding of frames (T, H, W, 3): (embeds (tokens, D), deepstack list)."""
+        raise NotImplementedError
+
+    def vit_isolated(self, batch):
+        """Kept tokens alone: (embeds (K, D), deepstack list). Default: the own block loop, no context."""
+        from codecsight.vision.encoder import run_blocks
+
+        return run_blocks(self, batch)
+
+    vit_taps: tuple[int, ...] = ()  # layers after which a deepstack merger taps the hidden states
+
+    def vit_window(self, layer: int) -> int | None:
+        """Window side in tokens of a windowed-attention layer; None: the layer attends over the whole patch."""
+        return None
+
     # ---- language side (window prefill, KV reuse) ---------------------------------------------------------
+    # The three families' LLMs share one shape (model.model.language_model with embed_tokens, layers of
+    # input_layernorm / self_attn.v_proj, norm, rotary_emb; model.lm_head), so the generic parts live here and a
+    # family adds its position rule, rotary call and the text around frames.
+
+    def language_model(self):
+        return self.model.model.language_model
+
+    def position_rule(self, window):
+        """The family's `PositionRule` (codecsight.prefill.positions) for this window."""
+        raise NotImplementedError
+
+    def window_pieces(self, window, system_ids: list[int]) -> list:
+        """The window as `Text` / `Vision` pieces (codecsight.prefill.window), system prompt first."""
+        raise NotImplementedError
+
+    def rotary(self, x, positions):
+        """cos, sin of shape (1, L, head_dim) for positions (3, L), from the model's own rotary embedding.
+        Default: 3-D M-RoPE (the embedding mixes the three rows itself, sectioned or interleaved)."""
+        return self.language_model().rotary_emb(x, positions[:, None, :])
+
+    def rerotation_refusal(self) -> str | None:
+        """Why keys cannot be moved exactly to new positions by a rotation, or None where they can: the rotation
+        must cover the whole head and must not be scaled or depend on the sequence length."""
+        rope = self.language_model().rotary_emb
+        cfg = self.config.get_text_config()
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        if rope.attention_scaling != 1.0:
+            return f"rotary attention_scaling is {rope.attention_scaling:g} (rope_type {rope.rope_type!r}), not 1"
+        if rope.rope_type not in ("default", "linear"):
+            return f"rope_type {rope.rope_type!r} changes its frequencies with the sequence length"
+        if 2 * rope.inv_freq.numel() != head_dim:
+            return f"partial rotary: {2 * rope.inv_freq.numel()} of {head_dim} head dims rotate"
+        return None
+
+    def embed_text(self, ids):
+        import torch
+
+        emb = self.language_model().embed_tokens
+        return emb(torch.as_tensor(list(ids), dtype=torch.long, device=emb.weight.device))
+
+    def values(self, layer: int, hidden):
+        """Value projections (1, kv_heads, n, head_dim) of hidden states entering `layer` (CacheBlend's check)."""
+        block = self.language_model().layers[layer]
+        v = block.self_attn.v_proj(block.input_layernorm(hidden))
+        return v.view(*hidden.shape[:2], -1, block.self_attn.head_dim).transpose(1, 2)
+
+    def logits(self, hidden):
+        return self.model.lm_head(self.language_model().norm(hidden))
+
+    def encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            raise ConfigError(f"{self.family}: encoding text needs a tokenizer (this model was loaded without one)")
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids) if self.tokenizer is not None else " ".join(map(str, ids))
+
+    def chat_system(self, system: str) -> list[int]:
+        """ChatML (Qwen2.5-VL, Qwen3-VL and InternVL3 all use it): the system turn and the opening of the user turn
+        that the frames go into."""
+        return self.encode(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n")
+
+    def chat_question(self, question: str) -> list[int]:
+        return self.encode(f"{question}<|im_end|>\n<|im_start|>assistant\n")
+
+    def yes_no_ids(self) -> tuple[int, int]:
+        return self.encode("Yes")[0], self.encode("No")[0]
+
+    def stop_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        return set(ids if isinstance(ids, list) else [] if ids is None else [ids])
 
 
 def _model_type(id_or_path: str) -> str:

@@ -1,0 +1,306 @@
+"""Sliding-window LLM prefill with selective KV refresh, and standing questions on a shared window.
+
+Each window is laid out (window.py), its positions planned (positions.py), and its KV computed in one of two ways:
+- full: every token through every layer;
+- reuse: tokens already in the previous window (same identity) take their cached KV, keys re-rotated from their
+  old to their new positions with the model's own rotary embedding (values as they are); new tokens and the tokens
+  a refresh policy picks are recomputed, attending to the reused KV through a 4-D additive mask.
+The layers run as stock transformers decoder layers over a DynamicCache holding the other tokens' KV; a short own
+loop over them lets the computed set change between layers (CacheBlend's check) and adds Qwen3-VL's deepstack
+features to the visual tokens that are computed.
+
+Refresh policies, each with a budget (fraction of the reused tokens that may be recomputed):
+none, anchors (key-frame segments first), codec (tokens the codec flags as changed, then anchors), deviation
+(CacheBlend: the first `check_layer` layers run for all tokens, then the reused tokens whose values at that layer
+deviate most from the cached ones are recomputed), random (control); full recomputes everything. The exact prefix
+(system prompt: same tokens at the same positions) is always reused: its KV is what a full prefill computes.
+A full prefill every `full_every` windows bounds the drift that reuse accumulates.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from codecsight.errors import ConfigError
+from codecsight.flops import count_flops, llm_spec, prefill_work
+from codecsight.prefill.window import Layout, Window, build_layout
+
+POLICIES = ("full", "none", "anchors", "codec", "deviation", "random")
+DEFAULT_POLICY, DEFAULT_BUDGET = "codec", 0.1  # what the runtime uses; measured in `codecsight bench prefill`
+
+
+@dataclass
+class WindowKV:
+    """The KV of a prefilled window (no question): per layer (1, kv_heads, L, head_dim), keys rotated to
+    `positions` (3, L); the identity of each token; the cursor where a question starts; and how many windows ago
+    the last full prefill was."""
+
+    keys: list[Hashable]
+    positions: torch.Tensor
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    cursor: int
+    age: int = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class PrefillStats:
+    """What one window prefill computed. tokens: window length; new: tokens not in the previous window;
+    exact: the exact prefix reused as is; refreshed: other reused tokens recomputed; token_layers: token x layer
+    passes run (a full prefill runs tokens x layers); flops: LLM FLOPs executed (codecsight.flops, causal pairs);
+    full_flops: a full prefill's."""
+
+    policy: str
+    tokens: int
+    new: int
+    exact: int
+    refreshed: int
+    token_layers: int
+    flops: int
+    full_flops: int
+
+    @property
+    def recomputed_fraction(self) -> float:
+        return (self.new + self.refreshed) / self.tokens
+
+
+@dataclass
+class Answer:
+    """A standing question's answer: greedy text (bounded length), its token ids, P("Yes") from the first answer
+    token's logits over the "Yes"/"No" ids, and those first-token logits."""
+
+    text: str
+    ids: list[int]
+    p_yes: float
+    logits: torch.Tensor
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rerotate(adapter, k: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Move keys (1, heads, n, head_dim) by position deltas (3, n): a rotation by the angles of the delta, which
+    composes with the one already applied (exact when `adapter.rerotation_refusal()` is None)."""
+    cos, sin = adapter.rotary(k, delta)
+    return k * cos[:, None] + rotate_half(k) * sin[:, None]
+
+
+def causal_mask(q_seq: torch.Tensor, k_seq: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """4-D additive mask: query at sequence slot q sees keys at slots <= q, whatever order they sit in."""
+    allowed = k_seq[None, :] <= q_seq[:, None]
+    return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[None, None]
+
+
+def run_layers(adapter, h, positions, mask, cache, layers, deepstack=None):
+    """Run hidden states h (1, n, hidden) at positions (3, n) through `layers`; each layer appends its KV of these
+    tokens to `cache`. deepstack: (rows of h that are visual, per-layer features for those rows)."""
+    blocks = adapter.language_model().layers
+    pos_emb = adapter.rotary(h, positions)
+    for i in layers:
+        h = blocks[i](h, attention_mask=mask, position_embeddings=pos_emb, past_key_values=cache)
+        if deepstack is not None and i < len(deepstack[1]):
+            rows, feats = deepstack
+            h = h.index_add(1, rows, feats[i][None].to(h.dtype))
+    return h
+
+
+class WindowPrefill:
+    """Prefills a stream's windows one after another, reusing KV across them, and answers standing questions.
+
+    system_ids: token ids of the text before the first frame (e.g. adapter.chat_system(...)).
+    yes_no: the "Yes"/"No" token ids for P(Yes) (default: from the adapter's tokenizer).
+    """
+
+    def __init__(self, adapter, system_ids: list[int], policy: str = DEFAULT_POLICY, budget: float = DEFAULT_BUDGET,
+                 full_every: int = 8, check_layer: int = 1, seed: int = 0,
+                 yes_no: tuple[int, int] | None = None):
+        n_layers = len(adapter.language_model().layers)
+        if policy not in POLICIES:
+            raise ConfigError(f"refresh policy {policy!r} is not one of {', '.join(POLICIES)}")
+        if not 0.0 <= budget <= 1.0:
+            raise ConfigError(f"refresh budget must be in [0, 1], got {budget}")
+        if full_every < 1:
+            raise ConfigError(f"full_every must be >= 1, got {full_every}")
+        if policy == "deviation" and not 1 <= check_layer < n_layers:
+            raise ConfigError(f"check_layer must be in [1, {n_layers - 1}], got {check_layer}")
+        self.adapter, self.system_ids = adapter, list(system_ids)
+        self.policy, self.budget, self.full_every, self.check_layer = policy, budget, full_every, check_layer
+        self.n_layers = n_layers
+        self.yes_no = yes_no
+        self.rng = torch.Generator().manual_seed(seed)
+        self.kv: WindowKV | None = None
+        self.refusal = adapter.rerotation_refusal() if policy != "full" else None
+        if self.refusal:
+            warnings.warn(f"KV reuse refused for {adapter.family}: {self.refusal}; re-rotated keys would not equal "
+                          f"fresh ones, so every window is prefilled in full", stacklevel=2)
+
+    # ---- one window ---------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def prefill(self, window: Window) -> tuple[WindowKV, PrefillStats]:
+        """KV of the window [system][segments], reusing the previous window's where the policy allows."""
+        lay = build_layout(self.adapter, window, self.system_ids)
+        prev = self.kv
+        if prev is None or self.refusal or self.policy == "full" or prev.age + 1 >= self.full_every:
+            kv, stats = self._full(lay)
+        else:
+            kv, stats = self._reuse(lay, prev)
+        self.kv = kv
+        return kv, stats
+
+    def _empty(self, lay: Layout) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        cfg = self.adapter.config.get_text_config()
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        shape = (1, cfg.num_key_value_heads, len(lay), head_dim)
+        dtype = lay.embeds.dtype
+        return ([torch.empty(shape, dtype=dtype) for _ in range(self.n_layers)],
+                [torch.empty(shape, dtype=dtype) for _ in range(self.n_layers)])
+
+    def _stage(self, lay: Layout, active: torch.Tensor, K, V, layers: range, h=None) -> torch.Tensor:
+        """Compute the `active` tokens through `layers`, the others' KV taken from K, V (updated in place)."""
+        q_seq, p_seq = active.nonzero().flatten(), (~active).nonzero().flatten()
+        cache = DynamicCache(ddp_cache_data=[
+            (K[i][:, :, p_seq], V[i][:, :, p_seq]) if i in layers and len(p_seq) else (None, None)
+            for i in range(self.n_layers)])
+        if h is None:
+            h = lay.embeds[q_seq][None]
+        deepstack = None
+        if lay.deepstack is not None:
+            visual_index = lay.visual.long().cumsum(0) - 1
+            rows = lay.visual[q_seq].nonzero().flatten()
+            sel = visual_index[q_seq[rows]]
+            deepstack = (rows, [d[sel] for d in lay.deepstack])
+        mask = causal_mask(q_seq, torch.cat([p_seq, q_seq]), h.dtype)
+        h = run_layers(self.adapter, h, lay.positions[:, q_seq], mask, cache, layers, deepstack)
+        for i in layers:
+            K[i][:, :, q_seq] = cache.layers[i].keys[:, :, len(p_seq):]
+            V[i][:, :, q_seq] = cache.layers[i].values[:, :, len(p_seq):]
+        return h
+
+    def _flops(self, lay: Layout, active: torch.Tensor, layers: int) -> int:
+        slots = active.nonzero().flatten().numpy()
+        return count_flops(self.adapter.config, prefill=prefill_work(slots, logits=0)).llm * layers // self.n_layers
+
+    def _full(self, lay: Layout) -> tuple[WindowKV, PrefillStats]:
+        K, V = self._empty(lay)
+        everything = torch.ones(len(lay), dtype=torch.bool)
+        self._stage(lay, everything, K, V, range(self.n_layers))
+        flops = self._flops(lay, everything, self.n_layers)
+        stats = PrefillStats("full", len(lay), len(lay), 0, 0, len(lay) * self.n_layers, flops, flops)
+        return WindowKV(lay.keys, lay.positions, K, V, lay.cursor, age=0), stats
+
+    def _reuse(self, lay: Layout, prev: WindowKV) -> tuple[WindowKV, PrefillStats]:
+        L, N = len(lay), self.n_layers
+        index = {key: i for i, key in enumerate(prev.keys)}
+        old = torch.tensor([index.get(key, -1) for key in lay.keys])
+        reused = old >= 0
+        src = old[reused]
+        # the exact prefix: the same tokens at the same slots and positions from the start
+        same = reused & (old == torch.arange(L)) & (prev.positions[:, old.clamp(min=0)] == lay.positions).all(0)
+        prefix = int(same.long().cumprod(0).sum())
+        candidates = reused.clone()
+        candidates[:prefix] = False
+        k = round(self.budget * int(candidates.sum()))
+
+        K, V = self._empty(lay)
+        delta = lay.positions[:, reused] - prev.positions[:, src]
+        for i in range(N):
+            K[i][:, :, reused] = rerotate(self.adapter, prev.k[i][:, :, src], delta)
+            V[i][:, :, reused] = prev.v[i][:, :, src]
+
+        full_flops = count_flops(self.adapter.config, prefill=prefill_work(range(L), logits=0)).llm
+        if self.policy == "deviation":
+            c = self.check_layer
+            first = torch.arange(L) >= prefix  # every token after the exact prefix runs the first c layers
+            h = self._stage(lay, first, K, V, range(c))
+            slots = first.nonzero().flatten()  # the sequence slot of each row of h
+            rows = candidates[slots].nonzero().flatten()
+            deviation = (self.adapter.values(c, h[:, rows]) - V[c][:, :, slots[rows]]).square().sum(dim=(0, 1, 3))
+            refresh = torch.zeros(L, dtype=torch.bool)
+            refresh[slots[rows[deviation.topk(k).indices]]] = True
+            active = ~reused | refresh
+            self._stage(lay, active, K, V, range(c, N), h=h[:, active[first]])
+            spec = llm_spec(self.adapter.config)
+            check = 2 * spec.hidden * spec.kv_heads * spec.head_dim * len(rows)  # the value projections compared
+            flops = self._flops(lay, first, c) + self._flops(lay, active, N - c) + check
+            token_layers = int(first.sum()) * c + int(active.sum()) * (N - c)
+        else:
+            refresh = self._choose(lay, candidates, k)
+            active = ~reused | refresh
+            if active.any():
+                self._stage(lay, active, K, V, range(N))
+            flops = self._flops(lay, active, N)
+            token_layers = int(active.sum()) * N
+        stats = PrefillStats(self.policy, L, int((~reused).sum()), prefix, int(refresh.sum()), token_layers,
+                             flops, full_flops)
+        return WindowKV(lay.keys, lay.positions, K, V, lay.cursor, age=prev.age + 1), stats
+
+    def _choose(self, lay: Layout, candidates: torch.Tensor, k: int) -> torch.Tensor:
+        """The reused tokens to recompute under a policy that needs no model run."""
+        idx = candidates.nonzero().flatten()
+        if self.policy == "random":
+            pick = idx[torch.randperm(len(idx), generator=self.rng)[:k]]
+        elif self.policy in ("anchors", "codec"):
+            score = lay.anchor[idx].long()
+            if self.policy == "codec":
+                score = score + 2 * lay.changed[idx].long()
+            order = torch.sort(score, descending=True, stable=True).indices[:k]  # earliest first among equals
+            pick = idx[order[score[order] > 0]]
+        else:  # none
+            pick = idx[:0]
+        refresh = torch.zeros(len(lay), dtype=torch.bool)
+        refresh[pick] = True
+        return refresh
+
+    # ---- standing questions -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def ask(self, kv: WindowKV, questions: list[list[int]], max_new_tokens: int = 8) -> list[Answer]:
+        """Answer standing questions on one window's KV. The questions run side by side in one sequence after the
+        window, each seeing the window and its own tokens only (a fork of the cache per question, computed in one
+        batch): the frames are prefilled once, and each question adds only its own tokens and answer."""
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not questions or not all(questions):
+            raise ConfigError("ask() needs at least one question, and no empty one")
+        yes, no = self.yes_no if self.yes_no is not None else self.adapter.yes_no_ids()
+        stop = self.adapter.stop_ids()
+        layers = range(self.n_layers)
+        lengths = torch.tensor([len(q) for q in questions])
+        # every key's (question, order within it); the window's keys belong to no question (-1) and are seen by all
+        owner = torch.cat([torch.full((len(kv),), -1), torch.repeat_interleave(torch.arange(len(questions)), lengths)])
+        order = torch.cat([torch.zeros(len(kv), dtype=torch.long), *[torch.arange(n) for n in lengths.tolist()]])
+        q_owner, q_order = owner[len(kv):], order[len(kv):]
+        cache = DynamicCache(ddp_cache_data=list(zip(kv.k, kv.v)))  # the layers append to copies: kv stays as is
+        h = self.adapter.embed_text([t for q in questions for t in q])[None]
+        ends = lengths.cumsum(0) - 1
+        ids, done = [[] for _ in questions], [False] * len(questions)
+        for step in range(max_new_tokens):
+            seen = (owner[None] == -1) | ((owner[None] == q_owner[:, None]) & (order[None] <= q_order[:, None]))
+            mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
+            h = run_layers(self.adapter, h, (kv.cursor + q_order).expand(3, -1), mask, cache, layers)
+            logits = self.adapter.logits(h[0, ends]).float()
+            if step == 0:
+                first = logits
+            for j, token in enumerate(logits.argmax(-1).tolist()):
+                if not done[j]:
+                    ids[j].append(token)
+                    done[j] = token in stop
+            if step == max_new_tokens - 1 or all(done):
+                break
+            # the next step: each question's newest token (finished ones run along, their output unused)
+            q_owner, q_order = torch.arange(len(questions)), lengths + step
+            owner, order = torch.cat([owner, q_owner]), torch.cat([order, q_order])
+            h = self.adapter.embed_text([a[-1] for a in ids])[None]
+            ends = torch.arange(len(questions))
+        return [Answer(self.adapter.decode(a), a, float(torch.softmax(f[[yes, no]], dim=0)[0]), f)
+                for a, f in zip(ids, first)]

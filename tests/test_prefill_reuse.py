@@ -1,0 +1,195 @@
+"""Sliding-window prefill with KV reuse against full prefills of the stock transformers text models."""
+import functools
+import warnings
+
+import pytest
+import torch
+
+from codecsight.errors import ConfigError
+from codecsight.models.internvl3 import InternVL3Adapter
+from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
+from codecsight.models.qwen3_vl import Qwen3VLAdapter
+from codecsight.prefill.engine import WindowPrefill
+from codecsight.prefill.window import Segment, Window, build_layout
+
+FAMILIES = [Qwen25VLAdapter, Qwen3VLAdapter, InternVL3Adapter]
+SYSTEM, QUESTION, YES_NO = [11, 12, 13, 14], [21, 22, 23], (31, 32)
+
+
+@functools.cache
+def tiny(adapter_class, seed=0, layers=None):
+    """Shared across tests (none changes the adapter): building a model costs more than these tests run."""
+    return adapter_class.tiny(seed=seed, **({"text_config": {"num_hidden_layers": layers}} if layers else {}))
+
+
+def segments(adapter, n, grid=(3, 4), keep=1.0, seed=0):
+    """n temporal patches of random embeddings (and deepstack features where the model has them), every third
+    an anchor; keep < 1 drops tokens at random (pruned segments)."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = adapter.config.get_text_config().hidden_size
+    n_deep = len(getattr(adapter.config.vision_config, "deepstack_visual_indexes", []))
+    out = []
+    for i in range(n):
+        coords = Segment.full_coords(*grid)
+        if keep < 1:
+            kept = torch.rand(len(coords), generator=g) < keep
+            kept[0] = True
+            coords = coords[kept]
+        deep = [torch.randn(len(coords), hidden, generator=g) for _ in range(n_deep)] or None
+        out.append(Segment(i, torch.randn(len(coords), hidden, generator=g), coords, grid, seconds=float(i),
+                           anchor=i % 3 == 0, deepstack=deep))
+    return out
+
+
+def full_logits(adapter, window):
+    """Next-token logits after [window][question] from one stock forward of the library's text model."""
+    lay = build_layout(adapter, window, SYSTEM)
+    n = len(QUESTION)
+    embeds = torch.cat([lay.embeds, adapter.embed_text(QUESTION)])[None]
+    positions = torch.cat([lay.positions, (lay.cursor + torch.arange(n)).expand(3, -1)], dim=1)
+    kwargs = {}
+    if lay.deepstack is not None:
+        kwargs = dict(visual_pos_masks=torch.cat([lay.visual, torch.zeros(n, dtype=torch.bool)])[None],
+                      deepstack_visual_embeds=lay.deepstack)
+    positions = positions[:1] if adapter.family == "internvl3" else positions[:, None]  # 1-D RoPE takes (B, L)
+    with torch.inference_mode():
+        out = adapter.language_model()(inputs_embeds=embeds, position_ids=positions, **kwargs)
+        return adapter.model.lm_head(out.last_hidden_state[0, -1])
+
+
+def slide(adapter, policy, budget, segs, windows=2, width=6, stride=2, **kwargs):
+    """Prefill `windows` windows sliding by `stride` segments; return the answers and stats of each."""
+    wp = WindowPrefill(adapter, SYSTEM, policy=policy, budget=budget, yes_no=YES_NO, **kwargs)
+    out = []
+    for w in range(windows):
+        window = Window(segs[w * stride:w * stride + width], w)
+        kv, stats = wp.prefill(window)
+        out.append((window, wp.ask(kv, [QUESTION], max_new_tokens=2)[0], stats, kv))
+    return out
+
+
+@pytest.mark.parametrize("keep", [1.0, 0.6], ids=["full-grid", "pruned"])
+@pytest.mark.parametrize("adapter_class", FAMILIES)
+@pytest.mark.parametrize("policy", ["random", "deviation"])
+def test_refresh_everything_through_reuse_equals_full_prefill(adapter_class, keep, policy):
+    a = tiny(adapter_class)
+    runs = slide(a, policy, 1.0, segments(a, 8, keep=keep))
+    window, answer, stats, _ = runs[-1]
+    assert stats.policy == policy and 0 < stats.new < stats.tokens  # the reuse path ran
+    assert stats.exact >= len(SYSTEM) and stats.new + stats.exact + stats.refreshed == stats.tokens  # all recomputed
+    assert (answer.logits - full_logits(a, window)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("adapter_class", FAMILIES)
+def test_rerotated_keys_equal_fresh_keys(adapter_class):
+    """Layer-0 keys depend only on the token and its position, so a reused key moved to its new position must
+    equal the key a full prefill of the new window computes."""
+    a = tiny(adapter_class)
+    segs = segments(a, 9, keep=0.7)
+    reused = slide(a, "none", 0.0, segs, stride=3)[-1]
+    full = slide(a, "full", 0.0, segs[3:], windows=1)[-1]
+    (_, _, stats, kv), (_, _, _, kv_full) = reused, full
+    assert stats.refreshed == 0 and stats.new < stats.tokens
+    assert kv.keys == kv_full.keys and torch.equal(kv.positions, kv_full.positions)
+    assert not torch.equal(kv.positions, slide(a, "full", 0.0, segs, windows=1)[-1][3].positions[:, :len(kv)])
+    assert (kv.k[0] - kv_full.k[0]).abs().max() <= 1e-5
+    assert torch.equal(kv.v[0], kv_full.v[0]) or (kv.v[0] - kv_full.v[0]).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("adapter_class", FAMILIES)
+def test_deviation_refresh_is_closer_to_full_than_random(adapter_class):
+    a = tiny(adapter_class, seed=1, layers=3)
+    segs = segments(a, 10, seed=1)
+
+    def errors(policy):
+        runs = slide(a, policy, 0.3, segs, windows=3, seed=1)[1:]
+        return [float((ans.logits - full_logits(a, w)).norm()) for w, ans, _, _ in runs]
+
+    deviation, random, none = errors("deviation"), errors("random"), errors("none")
+    assert all(d < r for d, r in zip(deviation, random)), (deviation, random)
+    assert all(r <= n for r, n in zip(random, none)), (random, none)
+
+
+@pytest.mark.parametrize("adapter_class", [Qwen25VLAdapter, Qwen3VLAdapter])
+def test_shared_questions_equal_separate_prefills(adapter_class):
+    a = tiny(adapter_class)
+    questions = [QUESTION, [41, 42], [51, 52, 53, 54, 55]]
+    window = Window(segments(a, 4, keep=0.8))
+    shared = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
+    answers = shared.ask(shared.prefill(window)[0], questions, max_new_tokens=4)
+    for q, answer in zip(questions, answers):
+        alone = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
+        ref = alone.ask(alone.prefill(window)[0], [q], max_new_tokens=4)[0]
+        assert answer.ids == ref.ids and len(answer.ids) == 4
+        assert (answer.logits - ref.logits).abs().max() <= 1e-5
+        assert answer.p_yes == pytest.approx(float(torch.softmax(ref.logits[list(YES_NO)], 0)[0]), abs=1e-6)
+    assert (answers[0].logits - full_logits(a, window)).abs().max() <= 1e-4
+
+
+def test_scaled_rotary_refuses_reuse_and_prefills_in_full():
+    yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192, "rope_theta": 1e6,
+            "mrope_section": [2, 3, 3]}
+    a = Qwen25VLAdapter.tiny(text_config={"rope_parameters": yarn})
+    with pytest.warns(UserWarning, match="attention_scaling"):
+        runs = slide(a, "codec", 0.1, segments(a, 8))
+    window, answer, stats, _ = runs[-1]
+    assert stats.policy == "full"
+    assert (answer.logits - full_logits(a, window)).abs().max() <= 1e-4
+
+
+def test_partial_rotary_is_refused():
+    partial = {"rope_type": "linear", "factor": 1.0, "rope_theta": 1e6, "partial_rotary_factor": 0.5}
+    a = InternVL3Adapter.tiny(text_config={"rope_parameters": partial})
+    assert "partial rotary" in a.rerotation_refusal()
+    with pytest.warns(UserWarning, match="partial rotary"):
+        assert WindowPrefill(a, SYSTEM, policy="deviation").refusal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert WindowPrefill(a, SYSTEM, policy="full").refusal is None  # nothing to refuse
+
+
+def test_periodic_full_refresh_and_budget():
+    a = tiny(Qwen25VLAdapter)
+    segs = segments(a, 14)
+    runs = slide(a, "anchors", 0.25, segs, windows=5, full_every=3)
+    assert [s.policy for _, _, s, _ in runs] == ["full", "anchors", "anchors", "full", "anchors"]
+    for _, _, stats, _ in runs[1:3]:
+        reusable = stats.tokens - stats.new - stats.exact
+        assert 0 < stats.refreshed <= round(0.25 * reusable)
+        assert stats.flops < stats.full_flops
+
+
+def test_codec_policy_recomputes_changed_tokens_first():
+    a = tiny(Qwen3VLAdapter)
+    segs = segments(a, 8)
+    for s in segs:
+        s.anchor = False
+        s.changed = torch.zeros(len(s.embeds), dtype=torch.bool)
+    segs[4].changed[:3] = True
+    stats = slide(a, "codec", 0.5, segs)[-1][2]
+    assert stats.refreshed == 3  # only flagged tokens, however large the budget
+    stats = slide(a, "codec", 0.0, segs)[-1][2]
+    assert stats.refreshed == 0
+
+
+def test_bad_settings_are_config_errors():
+    a = tiny(Qwen25VLAdapter)
+    for kwargs in ({"policy": "lru"}, {"budget": 1.5}, {"full_every": 0}, {"policy": "deviation", "check_layer": 2}):
+        with pytest.raises(ConfigError):
+            WindowPrefill(a, SYSTEM, **kwargs)
+    wp = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
+    with pytest.raises(ConfigError):
+        wp.ask(wp.prefill(Window(segments(a, 2)))[0], [QUESTION], max_new_tokens=0)
+
+
+def test_answers_stop_at_a_stop_token(monkeypatch):
+    a = tiny(Qwen25VLAdapter)
+    wp = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
+    kv, _ = wp.prefill(Window(segments(a, 2)))
+    free = wp.ask(kv, [QUESTION, [41, 42]], max_new_tokens=5)
+    assert [len(x.ids) for x in free] == [5, 5]
+    stop = free[0].ids[-1]
+    monkeypatch.setattr(a.model.generation_config, "eos_token_id", stop)
+    stopped = wp.ask(kv, [QUESTION, [41, 42]], max_new_tokens=5)
+    assert stopped[0].ids == free[0].ids[:free[0].ids.index(stop) + 1]  # the stop token ends the answer
+    assert stopped[1].ids == free[1].ids[:len(stopped[1].ids)]  # the other question is unaffected

@@ -1,0 +1,178 @@
+"""The streaming engine: many streams, many standing questions, one model.
+
+Each stream is read on its own thread (decode and codec signals, a bounded queue of sampled frames). The engine
+loop takes what every stream has ready, runs each stream's pipelines up to their encode requests, packs the
+requests of all streams into one ViT call per method, and answers the windows that became due.
+
+Degradation is explicit and bounded. A file is read as fast as the model takes it (its reader blocks on a full
+queue). A live stream cannot wait: while its queue is more than half full the engine skips its due windows
+(`windows_skipped`: prefill and answers are most of the cost) and keeps encoding, so caches stay valid; if the
+queue still overflows, the reader drops the sample (`samples_dropped`). Memory is bounded by the queues, the
+windows and the per-stream ViT caches.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from codecsight.errors import CodecSightError, ConfigError
+from codecsight.runtime.methods import Method
+from codecsight.runtime.pipeline import Counters, Event, Question, StreamPipeline
+from codecsight.signals import DecodeOptions, Sampling, SignalReader, sample_frames
+from codecsight.signals.source import NETWORK_SCHEMES, describe
+from codecsight.vision.encoder import PrunedViT
+
+_END = object()
+
+
+@dataclass
+class StreamReport:
+    """How one stream went: counters per method, and what went wrong if it did."""
+
+    name: str
+    source: str
+    counters: dict[str, Counters] = field(default_factory=dict)
+    samples_dropped: int = 0
+    duration: float = 0.0  # seconds of video read
+    error: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+class _Session:
+    """One stream: its reader thread, its queue, and one pipeline per method."""
+
+    def __init__(self, name: str, source, live: bool, sampling: Sampling, options: DecodeOptions, pipelines,
+                 queue_size: int):
+        self.name, self.source, self.live = name, source, live
+        self.sampling, self.options = sampling, options
+        self.pipelines: list[StreamPipeline] = pipelines
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.report = StreamReport(name, describe(source))
+        self.done = False
+        self.thread = threading.Thread(target=self._read, name=f"reader-{name}", daemon=True)
+        self.stop = threading.Event()
+
+    def _read(self):
+        try:
+            with SignalReader(self.source, self.options) as reader:
+                for sampled in sample_frames(self.source, self.sampling, reader=reader):
+                    if self.stop.is_set():
+                        break
+                    self.report.duration = sampled.signal.pts
+                    if self.live:
+                        try:
+                            self.queue.put_nowait(sampled)
+                        except queue.Full:
+                            self.report.samples_dropped += 1
+                    else:
+                        while not self.stop.is_set():
+                            try:
+                                self.queue.put(sampled, timeout=0.5)
+                                break
+                            except queue.Full:
+                                continue
+                self.report.messages = list(reader.stats.messages)
+        except CodecSightError as e:
+            self.report.error = str(e)
+        except Exception as e:  # never take the service down with one stream
+            self.report.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.queue.put(_END)
+
+
+class Engine:
+    """Runs streams through pipelines of one or more methods (the first is the main one; others run side by side
+    on the same sampled frames, e.g. `full` for `--compare full`)."""
+
+    def __init__(self, adapter, methods: list[Method], questions: list[Question], fps: float = 2.0,
+                 input_hw: tuple[int, int] | None = None, queue_size: int = 64, batch: int = 8,
+                 options: DecodeOptions | None = None):
+        if not methods:
+            raise ConfigError("at least one method")
+        if not questions:
+            raise ConfigError("at least one standing question (--ask)")
+        if queue_size < 4 or batch < 1:
+            raise ConfigError("queue_size must be >= 4 and batch >= 1")
+        self.adapter, self.methods, self.questions = adapter, methods, questions
+        self.input_hw = input_hw or adapter.default_input_hw()
+        self.sampling = Sampling(fps, self.input_hw)
+        self.queue_size, self.batch = queue_size, batch
+        self.options = options or DecodeOptions()
+        self.vits = {m.name: PrunedViT(adapter, m.vit_mode, max_streams=1024) for m in methods}
+        self.sessions: list[_Session] = []
+
+    def add_stream(self, source, name: str | None = None, live: bool | None = None) -> str:
+        name = name or f"s{len(self.sessions)}"
+        if any(s.name == name for s in self.sessions):
+            raise ConfigError(f"stream name {name!r} is used twice")
+        if live is None:
+            live = isinstance(source, str) and source.startswith(NETWORK_SCHEMES)
+        pipelines = [StreamPipeline(name, self.adapter, m, self.questions, self.input_hw, self.sampling.fps)
+                     for m in self.methods]
+        self.sessions.append(_Session(name, source, live, self.sampling, self.options, pipelines, self.queue_size))
+        return name
+
+    def run(self, on_event: Callable[[Event], None] | None = None,
+            on_progress: Callable[[list[StreamReport]], None] | None = None) -> list[StreamReport]:
+        """Run every stream to its end (or until interrupted); events go to `on_event` as they happen."""
+        for s in self.sessions:
+            s.thread.start()
+        active = list(self.sessions)
+        last_progress = 0.0
+        try:
+            while active:
+                work = []  # (session, sampled frame)
+                for s in list(active):
+                    for _ in range(self.batch):
+                        try:
+                            item = s.queue.get(timeout=0.05 if not work and s is active[-1] else 0)
+                        except queue.Empty:
+                            break
+                        if item is _END:
+                            self._finish(s)
+                            active.remove(s)
+                            break
+                        work.append((s, item))
+                    for p in s.pipelines:  # a live stream more than half a queue behind skips its windows
+                        p.behind = s.live and s.queue.qsize() > self.queue_size // 2
+                for event in self._step(work):
+                    if on_event:
+                        on_event(event)
+                if on_progress and time.monotonic() - last_progress > 1.0:
+                    last_progress = time.monotonic()
+                    on_progress(self.reports())
+        finally:
+            for s in self.sessions:
+                s.stop.set()
+        return self.reports()
+
+    def _step(self, work) -> list[Event]:
+        requests = {m.name: [] for m in self.methods}  # method -> [(pipeline, request)]
+        events = []
+        for s, sampled in work:
+            for p in s.pipelines:
+                req = p.push(sampled)
+                if req is not None:
+                    requests[p.method.name].append((p, req))
+        for m in self.methods:
+            batch = requests[m.name]
+            if not batch:
+                continue
+            t0 = time.perf_counter()
+            patches = self.vits[m.name].encode([r for _, r in batch], full_grid=m.grid == "cached")
+            share = (time.perf_counter() - t0) / len(batch)
+            for (p, _), patch in zip(batch, patches):
+                events += p.encoded(patch, share)
+        return events
+
+    def _finish(self, s: _Session):
+        for p in s.pipelines:
+            self.vits[p.method.name].end_stream(p.key)
+
+    def reports(self) -> list[StreamReport]:
+        for s in self.sessions:
+            s.report.counters = {p.method.name: p.counters for p in s.pipelines}
+        return [s.report for s in self.sessions]

@@ -1,0 +1,82 @@
+"""Methods: how a pipeline chooses what the ViT encodes and what the LLM recomputes.
+
+Every method runs on the same code path (one StreamPipeline), so comparisons differ only in these choices:
+- token selection before the ViT: `select` = "all" (full compute), "codec" (change map + token plan),
+  "pixel" (RLT: pixel change against the previous sample only, no codec signal), "uniform" (whole temporal
+  patches dropped at a fixed rate);
+- after the ViT: `post` = None or "evs" (drop the tokens most similar to the same token of the previous patch);
+- what the LLM sees of tokens not encoded: `grid` = "cached" (their last embedding stands in) or "dropped";
+- the KV refresh policy and budget across windows (codecsight.prefill).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from codecsight.errors import ConfigError
+from codecsight.plan import PlanConfig
+from codecsight.prefill.engine import DEFAULT_BUDGET, DEFAULT_POLICY, POLICIES
+from codecsight.signals import ChangeRule
+
+SELECT = ("all", "codec", "pixel", "uniform")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    select: str = "all"
+    rule: ChangeRule = field(default_factory=ChangeRule)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    vit_mode: str = "isolated"
+    grid: str = "cached"
+    post: str | None = None
+    retention: float = 1.0  # uniform / evs: fraction of tokens kept
+    kv_policy: str = "full"
+    kv_budget: float = 0.0
+    full_every: int = 8
+
+    def __post_init__(self):
+        if self.select not in SELECT:
+            raise ConfigError(f"{self.name}: token selection {self.select!r} is not one of {SELECT}")
+        if self.grid not in ("cached", "dropped"):
+            raise ConfigError(f"{self.name}: grid must be 'cached' or 'dropped', got {self.grid!r}")
+        if self.kv_policy not in POLICIES:
+            raise ConfigError(f"{self.name}: KV policy {self.kv_policy!r} is not one of {POLICIES}")
+        if not 0 < self.retention <= 1:
+            raise ConfigError(f"{self.name}: retention must be in (0, 1], got {self.retention}")
+
+
+METHODS = {
+    "full": Method("full"),
+    # CodecSight's default: codec-guided pruning before the ViT, cached embeddings for unchanged tokens (dropping
+    # them shifted the reference model's answers, substituting did not), KV reuse with codec-guided refresh.
+    "codecsight": Method("codecsight", select="codec", kv_policy=DEFAULT_POLICY, kv_budget=DEFAULT_BUDGET),
+    "codecsight-vit": Method("codecsight-vit", select="codec"),  # pruning only
+    "codecsight-kv": Method("codecsight-kv", kv_policy=DEFAULT_POLICY, kv_budget=DEFAULT_BUDGET),  # KV reuse only
+    "codecsight-drop": Method("codecsight-drop", select="codec", grid="dropped", kv_policy=DEFAULT_POLICY,
+                              kv_budget=DEFAULT_BUDGET),
+    "pixel": Method("pixel", select="pixel"),
+    "uniform": Method("uniform", select="uniform", retention=0.5, grid="dropped"),
+    "evs": Method("evs", post="evs", retention=0.5, grid="dropped"),
+    "reuse-none": Method("reuse-none", kv_policy="none"),
+    "cacheblend": Method("cacheblend", kv_policy="deviation", kv_budget=0.15),
+    "vlcache": Method("vlcache", kv_policy="random", kv_budget=0.05),
+}
+
+
+def method(spec: str) -> Method:
+    """A method by name, with optional knobs: "codecsight:kv_budget=0.2,vit_mode=context"."""
+    name, _, knobs = spec.partition(":")
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r} (one of {', '.join(METHODS)})")
+    m = METHODS[name]
+    for knob in filter(None, knobs.split(",")):
+        key, _, value = knob.partition("=")
+        if key not in Method.__dataclass_fields__ or key in ("name", "rule", "plan"):
+            raise ConfigError(f"{name}: unknown knob {key!r}")
+        current = getattr(m, key)
+        try:
+            value = type(current)(value) if current is not None else value
+        except ValueError as e:
+            raise ConfigError(f"{name}: bad value for {key}: {value!r}") from e
+        m = replace(m, **{key: value}, name=spec)
+    return m

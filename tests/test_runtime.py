@@ -1,0 +1,103 @@
+"""The streaming runtime end to end on tiny random-weight models (real classes) and generated clips."""
+import numpy as np
+import pytest
+import torch
+from clips import moving_square_clip
+from tiny import tiny_vlm
+
+from codecsight.errors import ConfigError
+from codecsight.flops import count_flops, prefill_work
+from codecsight.runtime import Engine, Question, method
+
+HW = (112, 168)  # 4 x 6 tokens of 28 px
+Q = Question("is there a red object ?", window=8, stride=2)
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    torch.manual_seed(0)
+    return tiny_vlm()
+
+
+@pytest.fixture(scope="module")
+def clip8s(clip_dir):
+    return moving_square_clip(str(clip_dir / "square80.mp4"), n=80)  # 8 s at 10 fps: 16 samples, 8 patches
+
+
+def run(adapter, sources, methods, questions=(Q,), **kw):
+    eng = Engine(adapter, [method(m) for m in methods], list(questions), fps=2.0, input_hw=HW, **kw)
+    for i, s in enumerate(sources):
+        eng.add_stream(s, f"s{i}")
+    events = []
+    reports = eng.run(events.append)
+    return events, reports
+
+
+def test_windows_slide_and_match_full_compute_when_everything_is_recomputed(adapter, clip8s):
+    # codecsight selection with every token kept and every KV recomputed must equal full compute exactly
+    events, reports = run(adapter, [clip8s], ["full", "codecsight:kv_policy=full,select=all"])
+    full = [e for e in events if e.method == "full"]
+    same = [e for e in events if e.method != "full"]
+    assert [(e.window, e.start, e.end) for e in full] == [(i, float(i), i + 4.0) for i in range(5)]
+    assert [e.p_yes for e in full] == pytest.approx([e.p_yes for e in same], abs=1e-5)
+
+
+def test_codecsight_saves_and_counters_are_consistent(adapter, clip8s):
+    events, reports = run(adapter, [clip8s], ["codecsight", "full"])
+    c, f = reports[0].counters["codecsight"], reports[0].counters["full"]
+    assert c.windows == f.windows == 5 and c.samples == f.samples == 16 and c.patches == 8
+    assert c.tokens == f.tokens == 8 * 24 and f.tokens_encoded == f.tokens
+    assert 0 < c.tokens_encoded < 0.6 * c.tokens  # a square on a static background
+    assert c.vit_flops < 0.6 * f.vit_flops and f.vit_flops == f.vit_flops_full
+    assert c.llm_flops < 0.7 * f.llm_flops and f.llm_flops == f.llm_flops_full
+    assert c.vit_flops_full == f.vit_flops_full and c.llm_flops_full == f.llm_flops_full
+    # the full method's per-window cost is a plain prefill of the whole window (the counter's own rule)
+    system_and_question_free = f.llm_flops_full // f.windows
+    lengths = [n for n in range(1, 400)
+               if count_flops(adapter.config, prefill=prefill_work(np.arange(n), logits=0)).llm
+               == system_and_question_free]
+    assert len(lengths) == 1 and lengths[0] > 4 * 24
+
+
+def test_two_streams_and_two_questions_at_once(adapter, clip8s, square_clip):
+    q2 = Question("is there a blue object ?", window=4, stride=2)
+    events, reports = run(adapter, [clip8s, square_clip], ["codecsight"], questions=(Q, q2))
+    by = {(e.stream, e.question) for e in events}
+    assert by == {(s, q.text) for s in ("s0", "s1") for q in (Q, q2)}
+    assert len([e for e in events if e.stream == "s0" and e.question == q2.text]) == 7  # 8 patches, 2-patch window
+    assert all(0 <= e.p_yes <= 1 and e.yes == (e.p_yes >= 0.5) for e in events)
+    assert reports[1].counters["codecsight"].windows > 0 and not any(r.error for r in reports)
+
+
+def test_stream_that_breaks_mid_window_keeps_what_was_answered(adapter, clip_dir, tmp_path):
+    ts = moving_square_clip(str(clip_dir / "square80.ts"), n=80)
+    data = open(ts, "rb").read()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    missing = str(tmp_path / "missing.mp4")
+    events, reports = run(adapter, [str(cut), missing], ["codecsight"])
+    assert reports[1].error and "no such file" in reports[1].error  # one bad stream does not stop the others
+    assert 1 <= len([e for e in events if e.stream == "s0"]) < 5
+    assert reports[0].counters["codecsight"].samples < 16
+
+
+def test_baselines_run_on_the_same_path(adapter, clip8s):
+    events, reports = run(adapter, [clip8s], ["full", "uniform", "evs", "pixel", "cacheblend", "reuse-none"])
+    counters = reports[0].counters
+    assert {e.method for e in events} == set(counters)
+    assert counters["uniform"].tokens_encoded == counters["full"].tokens // 2
+    assert counters["evs"].tokens_encoded == counters["full"].tokens  # post-ViT: the ViT runs on everything
+    assert counters["evs"].tokens_llm < 0.6 * counters["full"].tokens_llm
+    assert counters["reuse-none"].llm_flops < counters["cacheblend"].llm_flops < counters["full"].llm_flops
+
+
+def test_bad_configuration_is_refused(adapter):
+    with pytest.raises(ConfigError):
+        method("nope")
+    with pytest.raises(ConfigError):
+        method("codecsight:bogus=1")
+    with pytest.raises(ConfigError):
+        Engine(adapter, [method("full")], [], input_hw=HW)
+    with pytest.raises(ValueError):
+        eng = Engine(adapter, [method("full")], [Question("x", window=7, stride=2)], input_hw=HW)
+        eng.add_stream("x.mp4")

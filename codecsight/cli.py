@@ -10,6 +10,7 @@ from codecsight.errors import CodecSightError
 
 # subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
+    "watch": "codecsight.watch",
     "probe": "codecsight.probe",
 }
 BENCHES = {

@@ -101,3 +101,38 @@ def test_bad_configuration_is_refused(adapter):
     with pytest.raises(ValueError):
         eng = Engine(adapter, [method("full")], [Question("x", window=7, stride=2)], input_hw=HW)
         eng.add_stream("x.mp4")
+
+
+def test_watch_command_end_to_end(adapter, clip8s, tmp_path, capsys):
+    """`codecsight watch` on a model folder it loads with from_pretrained: events, a JSONL file, a summary whose
+    figures agree with the per-stage counters, and agreement against full compute."""
+    import json
+
+    from codecsight.cli import main
+
+    model_dir = tmp_path / "model"
+    adapter.model.save_pretrained(model_dir)
+    adapter.tokenizer.save_pretrained(model_dir)
+    jsonl = tmp_path / "events.jsonl"
+    rc = main(["watch", clip8s, "--model", str(model_dir), "--ask", "is there a red object ?", "--size", "112",
+               "--window", "8", "--stride", "2", "--compare", "full", "--jsonl", str(jsonl)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(rows) == 10 and {r["method"] for r in rows} == {"codecsight", "full"}
+    assert out.count("is there a red object ?  ->") == 5  # only the main method's events are printed
+    assert "agreement with full:" in out and "5 answers" in out
+    line = next(l for l in out.splitlines() if l.startswith("square80") and " codecsight " in l)
+    assert line.split()[2] == "5"  # windows
+
+
+def test_watch_rejects_bad_parameters(adapter, clip8s, tmp_path, capsys):
+    from codecsight.cli import main
+
+    model_dir = tmp_path / "model"
+    adapter.model.save_pretrained(model_dir)
+    adapter.tokenizer.save_pretrained(model_dir)
+    assert main(["watch", clip8s, "--model", str(model_dir), "--window", "7"]) == 2
+    assert "multiples of 2" in capsys.readouterr().err
+    assert main(["watch", clip8s, "--model", str(model_dir), "--method", "nope"]) == 2
+    assert main(["watch", clip8s, "--model", str(tmp_path / "nothing")]) == 2

@@ -191,14 +191,29 @@ def _model_type(id_or_path: str) -> str:
     if os.path.isfile(cfg):
         with open(cfg) as f:
             return json.load(f).get("model_type", "")
+    if os.path.exists(id_or_path) or id_or_path.startswith((".", "/", "~")):
+        raise ConfigError(f"{id_or_path}: no model there (a model folder holds config.json)")
     from transformers import AutoConfig  # hub id: the config tells the family (cached or downloaded)
 
-    return AutoConfig.from_pretrained(id_or_path).model_type
+    try:
+        return AutoConfig.from_pretrained(id_or_path).model_type
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{id_or_path}: cannot load the model's config ({e})") from e
 
 
-def load_adapter(id_or_path: str, **kwargs) -> ModelAdapter:
-    """Load a model by hub id or local folder and wrap it in its family's adapter."""
+BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reference_model")
+
+
+def load_adapter(id_or_path: str | None = None, **kwargs) -> ModelAdapter:
+    """Load a model by hub id or local folder (default: the bundled reference VLM) and wrap it in its family's
+    adapter."""
     import codecsight.models.families  # noqa: F401  (registers the families)
+
+    if id_or_path is None:
+        id_or_path = BUNDLED_MODEL
+        if not os.path.isfile(os.path.join(id_or_path, "config.json")):
+            raise ConfigError(f"the bundled reference model is missing from {id_or_path} (train it with "
+                              f"`python -m codecsight.reference.train`, or pass --model)")
 
     model_type = _model_type(id_or_path)
     if model_type not in _FAMILIES:

@@ -82,12 +82,14 @@ def test_stream_that_breaks_mid_window_keeps_what_was_answered(adapter, clip_dir
 
 
 def test_baselines_run_on_the_same_path(adapter, clip8s):
-    events, reports = run(adapter, [clip8s], ["full", "uniform", "evs", "pixel", "cacheblend", "reuse-none"])
+    events, reports = run(adapter, [clip8s], ["full", "uniform", "evs", "pixel", "stc", "cacheblend", "reuse-none"])
     counters = reports[0].counters
     assert {e.method for e in events} == set(counters)
     assert counters["uniform"].tokens_encoded == counters["full"].tokens // 2
     assert counters["evs"].tokens_encoded == counters["full"].tokens  # post-ViT: the ViT runs on everything
     assert counters["evs"].tokens_llm < 0.6 * counters["full"].tokens_llm
+    # stc: a full reference every 2 patches, 25% of the tokens (6 of 24) in between
+    assert counters["stc"].tokens_encoded == 4 * 24 + 4 * 6
     assert counters["reuse-none"].llm_flops < counters["cacheblend"].llm_flops < counters["full"].llm_flops
 
 

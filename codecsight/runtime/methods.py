@@ -3,7 +3,8 @@
 Every method runs on the same code path (one StreamPipeline), so comparisons differ only in these choices:
 - token selection before the ViT: `select` = "all" (full compute), "codec" (change map + token plan),
   "pixel" (RLT: pixel change against the previous sample only, no codec signal), "uniform" (whole temporal
-  patches dropped at a fixed rate);
+  patches dropped at a fixed rate), "stc" (STC's ViT cacher: a reference patch encoded in full every
+  `stc_every` temporal patches, in between the `retention` share of tokens least similar to it);
 - after the ViT: `post` = None or "evs" (drop the tokens most similar to the same token of the previous patch);
 - what the LLM sees of tokens not encoded: `grid` = "cached" (their last embedding stands in) or "dropped";
 - the KV refresh policy and budget across windows (codecsight.prefill).
@@ -17,7 +18,7 @@ from codecsight.plan import PlanConfig
 from codecsight.prefill.engine import DEFAULT_BUDGET, DEFAULT_POLICY, POLICIES
 from codecsight.signals import ChangeRule
 
-SELECT = ("all", "codec", "pixel", "uniform")
+SELECT = ("all", "codec", "pixel", "uniform", "stc")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Method:
     vit_mode: str = "isolated"
     grid: str = "cached"
     post: str | None = None
-    retention: float = 1.0  # uniform / evs: fraction of tokens kept
+    retention: float = 1.0  # uniform / evs / stc: fraction of tokens kept
+    stc_every: int = 2
     kv_policy: str = "full"
     kv_budget: float = 0.0
     full_every: int = 8
@@ -57,6 +59,7 @@ METHODS = {
     "pixel": Method("pixel", select="pixel"),
     "uniform": Method("uniform", select="uniform", retention=0.5, grid="dropped"),
     "evs": Method("evs", post="evs", retention=0.5, grid="dropped"),
+    "stc": Method("stc", select="stc", retention=0.25),
     "reuse-none": Method("reuse-none", kv_policy="none"),
     "cacheblend": Method("cacheblend", kv_policy="deviation", kv_budget=0.15),
     "vlcache": Method("vlcache", kv_policy="random", kv_budget=0.05),

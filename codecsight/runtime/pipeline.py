@@ -113,6 +113,7 @@ class StreamPipeline:
         self._pending: deque = deque()  # (frames, keep) of requests the engine has not encoded yet
         self._plan = None
         self._prev_luma: np.ndarray | None = None
+        self._stc_ref: np.ndarray | None = None
         self._prev_embeds: torch.Tensor | None = None
         self._full_vit = count_flops(adapter.config, vision=vision_work(adapter.config, [np.ones(self.grid, bool)],
                                                                         context=False)).vit
@@ -152,10 +153,28 @@ class StreamPipeline:
             if prev is None:
                 return None
             return token_mean_abs_diff(y, prev, self.geometry.token_px) > m.rule.pixel_tau
+        if m.select == "stc":
+            return self._stc(rgb)
         if m.select == "uniform":  # whole temporal patches at the retention rate
             every = max(1, round(1 / m.retention))
             return np.full(self.grid, self.counters.patches % every == 0)
         return None
+
+    def _stc(self, rgb: np.ndarray) -> np.ndarray | None:
+        """STC's cacher: every `stc_every` patches a new reference is encoded in full; in between, the tokens whose
+        pixels are least similar (cosine) to the reference's are recomputed, `retention` of them."""
+        t = self.geometry.token_px
+        rows, cols = self.grid
+        y = luma(rgb[-1]).reshape(rows, t, cols, t).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
+        if self.counters.patches % self.method.stc_every == 0 or self._stc_ref is None:  # 0-based patch number
+            self._stc_ref = y
+            return None
+        y0 = y - y.mean(1, keepdims=True)
+        r0 = self._stc_ref - self._stc_ref.mean(1, keepdims=True)
+        sim = (y0 * r0).sum(1) / (np.linalg.norm(y0, axis=1) * np.linalg.norm(r0, axis=1) + 1e-6)
+        keep = np.zeros(rows * cols, bool)
+        keep[np.argsort(sim, kind="stable")[:max(1, round(self.method.retention * rows * cols))]] = True
+        return keep.reshape(self.grid)
 
     # ---- after the ViT ----------------------------------------------------------------------------------
 

@@ -124,7 +124,7 @@ class Engine:
         last_progress = 0.0
         try:
             while active:
-                work = []  # (session, sampled frame)
+                work, ended = [], []  # (session, sampled frame); sessions whose stream ended
                 for s in list(active):
                     for _ in range(self.batch):
                         try:
@@ -132,7 +132,7 @@ class Engine:
                         except queue.Empty:
                             break
                         if item is _END:
-                            self._finish(s)
+                            ended.append(s)
                             active.remove(s)
                             break
                         work.append((s, item))
@@ -141,6 +141,8 @@ class Engine:
                 for event in self._step(work):
                     if on_event:
                         on_event(event)
+                for s in ended:  # after their last samples went through
+                    self._finish(s)
                 if on_progress and time.monotonic() - last_progress > 1.0:
                     last_progress = time.monotonic()
                     on_progress(self.reports())

@@ -20,21 +20,21 @@ BENCHES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codecsight", description="Standing questions over live video with VLMs, guided by codec signals.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
+def _add(sub, table: dict[str, str]):
+    for name, module in table.items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=mod.__doc__.splitlines()[0], description=mod.__doc__)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codecsight", description="Standing questions over live video with VLMs, guided by codec signals.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add(sub, COMMANDS)
     bench = sub.add_parser("bench", help="benchmarks: print a table and write JSON")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    for name, module in BENCHES.items():
-        mod = importlib.import_module(module)
-        p = bench_sub.add_parser(name, help=mod.__doc__.splitlines()[0], description=mod.__doc__)
-        mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+    _add(bench.add_subparsers(dest="bench", required=True), BENCHES)
     return parser
 
 

@@ -8,7 +8,7 @@ from codecsight.geometry import QWEN2_5_VL, QWEN3_VL, BlockToTokenMap, footprint
 from codecsight.signals import ChangeMap, ChangeRule, DecodeOptions, Sampling, read_signals, sample_frames
 from codecsight.signals.changemap import luma, token_mean_abs_diff
 from codecsight.signals.frame import FrameSignal, SampledFrame
-from codecsight.signals.reader import blocks_from_mvs, motion_vectors
+from codecsight.signals.reader import blocks_from_vectors, compact_vectors
 
 MV_DTYPE = np.dtype([("source", "<i4"), ("w", "u1"), ("h", "u1"), ("src_x", "<i2"), ("src_y", "<i2"),
                      ("dst_x", "<i2"), ("dst_y", "<i2"), ("flags", "<u8"), ("motion_x", "<i4"),
@@ -46,21 +46,23 @@ def _mv(x, y, mx, my, source=-1, scale=4):
     return (source, 16, 16, x, y, x, y, 0, mx, my, scale)
 
 
-def test_blocks_from_mvs():
-    records = np.array([_mv(8, 8, 8, 0), _mv(8, 8, 0, -4, source=1), _mv(24, 8, 0, 0), _mv(40, 24, 3, 4)], MV_DTYPE)
-    assert MV_DTYPE.itemsize == 40  # FFmpeg's AVMotionVector, which motion_vectors() reads as int16 columns
-    mvs = motion_vectors(records)
-    mv_max, mean, intra = blocks_from_mvs([mvs], (2, 3))
+def test_blocks_from_vectors():
+    records = np.array([_mv(8, 8, 8, 0), _mv(8, 8, 0, -4, source=1), _mv(24, 8, 0, 0), _mv(40, 24, 3, -4)], MV_DTYPE)
+    assert MV_DTYPE.itemsize == 40  # FFmpeg's AVMotionVector, which compact_vectors() reads as int64 words
+    mvs = compact_vectors(records, (2, 3))
+    assert mvs.count.tolist() == [2, 1, 0, 0, 0, 1] and len(mvs.moves) == 3
+    mv_max, mean, intra = blocks_from_vectors([mvs], (2, 3))
     assert mv_max[0, 0] == pytest.approx(2.0)  # max of 2 px (list 0) and 1 px (list 1)
-    assert mv_max[1, 2] == pytest.approx(1.25)  # hypot(3, 4) / 4
+    assert mv_max[1, 2] == pytest.approx(1.25)  # hypot(3, -4) / 4
+    assert mean[1, 2] == pytest.approx([0.75, -1.0])  # negative vectors survive the int64 word arithmetic
     # list-1 vector negated: mean of (2, 0) and (0, +1)
     assert mean[0, 0] == pytest.approx([1.0, 0.5])
     assert intra.tolist() == [[False, False, True], [True, True, False]]
-    _, _, all_intra = blocks_from_mvs([mvs], (2, 3), all_intra=True)
+    _, _, all_intra = blocks_from_vectors([mvs], (2, 3), all_intra=True)
     assert all_intra.all()
     # folding a second frame: maxima over both, intra only where some frame had no vector at a block
-    other = motion_vectors(np.array([_mv(24, 8, 40, 0), _mv(8, 24, 0, 0), _mv(24, 24, 0, 0)], MV_DTYPE))
-    mv_max2, mean2, intra2 = blocks_from_mvs([mvs, other], (2, 3))
+    other = compact_vectors(np.array([_mv(24, 8, 40, 0), _mv(8, 24, 0, 0), _mv(24, 24, 0, 0)], MV_DTYPE), (2, 3))
+    mv_max2, mean2, intra2 = blocks_from_vectors([mvs, other], (2, 3))
     assert mv_max2[0, 1] == pytest.approx(10.0) and mv_max2[0, 0] == pytest.approx(2.0)
     assert intra2.tolist() == [[True, False, True], [True, True, True]]
     assert mean2[0, 1] == pytest.approx([5.0, 0.0])  # (0 + 10) / 2 vectors

@@ -17,6 +17,7 @@ BENCHES = {
     "signals": "codecsight.bench.signals",
     "prefill": "codecsight.bench.prefill",
     "vision": "codecsight.bench.vision",
+    "e2e": "codecsight.bench.e2e",
 }
 
 

@@ -89,7 +89,7 @@ class Engine:
 
     def __init__(self, adapter, methods: list[Method], questions: list[Question], fps: float = 2.0,
                  input_hw: tuple[int, int] | None = None, queue_size: int = 64, batch: int = 8,
-                 options: DecodeOptions | None = None):
+                 answer_tokens: int = 8, options: DecodeOptions | None = None):
         if not methods:
             raise ConfigError("at least one method")
         if not questions:
@@ -99,7 +99,7 @@ class Engine:
         self.adapter, self.methods, self.questions = adapter, methods, questions
         self.input_hw = input_hw or adapter.default_input_hw()
         self.sampling = Sampling(fps, self.input_hw)
-        self.queue_size, self.batch = queue_size, batch
+        self.queue_size, self.batch, self.answer_tokens = queue_size, batch, answer_tokens
         self.options = options or DecodeOptions()
         self.vits = {m.name: PrunedViT(adapter, m.vit_mode, max_streams=1024) for m in methods}
         self.sessions: list[_Session] = []
@@ -110,8 +110,8 @@ class Engine:
             raise ConfigError(f"stream name {name!r} is used twice")
         if live is None:
             live = isinstance(source, str) and source.startswith(NETWORK_SCHEMES)
-        pipelines = [StreamPipeline(name, self.adapter, m, self.questions, self.input_hw, self.sampling.fps)
-                     for m in self.methods]
+        pipelines = [StreamPipeline(name, self.adapter, m, self.questions, self.input_hw, self.sampling.fps,
+                                    self.answer_tokens) for m in self.methods]
         self.sessions.append(_Session(name, source, live, self.sampling, self.options, pipelines, self.queue_size))
         return name
 

@@ -93,8 +93,9 @@ class _Group:
 
 class StreamPipeline:
     def __init__(self, stream: str, adapter, method: Method, questions: list[Question], input_hw: tuple[int, int],
-                 fps: float, seed: int = 0):
+                 fps: float, answer_tokens: int = 8, seed: int = 0):
         self.stream, self.adapter, self.method, self.fps = stream, adapter, method, fps
+        self.answer_tokens = answer_tokens  # bound on the answer text; P(Yes) needs only the first token
         self.behind = False  # set by the engine while the stream lags real time: due windows are skipped
         self.key = (stream, method.name)  # the ViT cache of this stream under this method
         self.geometry = adapter.geometry
@@ -246,7 +247,7 @@ class StreamPipeline:
         t0 = time.perf_counter()
         kv, stats = g.prefill.prefill(Window(segs, index))
         t1 = time.perf_counter()
-        answers = g.prefill.ask(kv, g.ids)
+        answers = g.prefill.ask(kv, g.ids, max_new_tokens=self.answer_tokens)
         c.seconds["prefill"] += t1 - t0
         c.seconds["answer"] += time.perf_counter() - t1
         c.llm_flops += stats.flops

@@ -1,0 +1,211 @@
+"""End-to-end benchmark against peers: F1 and cost of every method on the labelled streams, throughput on real clips.
+
+Every method runs through the same runtime (codecsight.runtime) in one run: the labelled benchmark streams
+(held-out split of `codecsight synth`, generated here unless --data names a folder) with the bundled reference VLM
+give window-level F1; the shared camera clips give throughput. Fractions and ratios are against `full` in the
+same run. A PNG plots F1 against the FLOPs fraction, one point per method and knob setting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+DEFAULT_VIDEOS = os.path.join("..", "shared", "data", "videos")
+METHODS = ["full", "codecsight", "codecsight-vit", "codecsight-kv", "codecsight-drop", "uniform", "evs", "pixel",
+           "stc", "reuse-none", "cacheblend", "vlcache", "codecsight:kv_budget=0.25",
+           "codecsight:vit_mode=context"]
+
+
+def add_arguments(p):
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--plot", help="PNG of F1 against FLOPs fraction (default: next to --json)")
+    p.add_argument("--data", help="labelled streams (codecsight synth output); default: generate the held-out split")
+    p.add_argument("--minutes", type=float, default=4.0, help="minutes of held-out streams to generate")
+    p.add_argument("--model", default=None, help="hub id or folder (default: the bundled reference VLM)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (full is always run)")
+    p.add_argument("--videos", default=DEFAULT_VIDEOS, help="real clips for throughput (default: %(default)s)")
+    p.add_argument("--clip-seconds", type=float, default=30.0, help="seconds of each real clip to time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+
+
+def load_labels(data: str) -> tuple[list[dict], dict]:
+    with open(os.path.join(data, "meta.json")) as f:
+        meta = json.load(f)
+    with open(os.path.join(data, "labels.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return rows, meta
+
+
+def scores(labels: list[dict], events) -> dict:
+    """Window-level precision, recall and F1 of the answers ("Yes" is positive), overall and per question type.
+    A labelled window the method did not answer counts as "No"."""
+    answered = {(e.stream, round(e.start, 2), e.question): e.yes for e in events}
+    per: dict[str, list[int]] = {}
+    for row in labels:
+        stem = os.path.splitext(row["video"])[0]
+        got = answered.get((stem, round(row["start"], 2), row["question"]), False)
+        truth = row["answer"] == "Yes"
+        t = per.setdefault(row.get("type", "all"), [0, 0, 0, 0])  # tp, fp, fn, tn
+        t[0 if got and truth else 1 if got else 2 if truth else 3] += 1
+    def f1(tp, fp, fn, tn):
+        p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
+        return {"precision": p, "recall": r, "f1": 2 * p * r / max(1e-9, p + r), "support": tp + fp + fn + tn}
+    total = [sum(x) for x in zip(*per.values())]
+    return {**f1(*total), "per_question": {k: f1(*v) for k, v in sorted(per.items())},
+            "answered": len(answered)}
+
+
+def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fps: float):
+    """Run one method over the sources; (events, summed counters, wall seconds)."""
+    from codecsight.runtime import Counters, Engine, method
+
+    engine = Engine(adapter, [method(spec)], questions, fps=fps, answer_tokens=1)  # F1 needs P(Yes) only
+    for name, path in sources:
+        engine.add_stream(path, name)
+    events = []
+    t0 = time.perf_counter()
+    reports = engine.run(events.append)
+    elapsed = time.perf_counter() - t0
+    total = Counters()
+    for r in reports:
+        total.add(r.counters[method(spec).name])
+        if r.error:
+            raise RuntimeError(f"{spec}: stream {r.name} failed: {r.error}")
+    return events, total, elapsed
+
+
+def run(args) -> int:
+    import torch
+
+    from codecsight.models import load_adapter
+    from codecsight.runtime import Question
+
+    torch.set_num_threads(args.threads)
+    specs = ["full"] + [m for m in args.methods.split(",") if m and m != "full"]
+    adapter = load_adapter(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            from codecsight.synth.cli import generate
+
+            data = os.path.join(tmp, "heldout")
+            print(f"generating {args.minutes:g} min of held-out streams ...", flush=True)
+            generate(data, seed=1, minutes=args.minutes, split="heldout")
+        labels, meta = load_labels(data)
+        questions = [Question(q, meta["window"], meta["stride"]) for q in sorted({r["question"] for r in labels})]
+        videos = sorted({r["video"] for r in labels})
+        sources = [(os.path.splitext(v)[0], os.path.join(data, v)) for v in videos]
+        rows, base = [], None
+        for spec in specs:
+            print(f"{spec} on {len(videos)} labelled streams, {len(questions)} questions ...", flush=True)
+            events, c, elapsed = run_method(adapter, spec, sources, questions, meta["rate"])
+            if base is None:
+                base = (c, elapsed)
+            row = {"method": spec, **scores(labels, events), **_costs(c, elapsed, base)}
+            rows.append(row)
+            print(f"  F1 {row['f1']:.3f}  FLOPs {row['flops_fraction']:.3f}  time {row['time_ratio']:.3f}", flush=True)
+        throughput = clip_throughput(adapter, specs, args.videos, args.clip_seconds)
+    result = {"model": args.model or "bundled reference VLM", "data": args.data or f"generated held-out, "
+              f"{args.minutes:g} min, seed 1", "rows": rows, "clips": throughput,
+              "notes": "fractions and ratios against full in the same run; F1 is window-level, Yes = positive"}
+    print_table(result)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    plot = args.plot or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
+    if plot:
+        draw(rows, plot)
+        print(f"wrote {plot}")
+    return 0
+
+
+def _costs(c, elapsed: float, base) -> dict:
+    b, b_elapsed = base
+    flops = c.vit_flops + c.llm_flops
+    return {"tokens_fraction": c.tokens_encoded / max(1, b.tokens_encoded),
+            "llm_tokens_fraction": c.tokens_llm / max(1, b.tokens_llm),
+            "flops_fraction": flops / max(1, b.vit_flops + b.llm_flops),
+            "vit_flops_fraction": c.vit_flops / max(1, b.vit_flops),
+            "llm_flops_fraction": c.llm_flops / max(1, b.llm_flops),
+            "time_ratio": elapsed / b_elapsed, "windows_per_s": c.windows / elapsed, "windows": c.windows}
+
+
+def clip_throughput(adapter, specs, videos: str, seconds: float) -> list[dict]:
+    """Windows per second of each method on the real clips (no labels), against full in the same run."""
+    from codecsight.runtime import Question
+
+    names = sorted(f for f in os.listdir(videos) if f.endswith(".mp4")) if os.path.isdir(videos) else []
+    out = []
+    for name in names:
+        path = os.path.join(videos, name)
+        src = _prefix(path, seconds)
+        base = None
+        for spec in specs:
+            _, c, elapsed = run_method(adapter, spec, [(name, src)], [Question("Is there a person-shaped object?")],
+                                       2.0)
+            base = base or elapsed
+            out.append({"clip": name, "method": spec, "windows_per_s": c.windows / elapsed,
+                        "time_ratio": elapsed / base, "tokens_fraction": c.tokens_encoded / max(1, c.tokens)})
+        os.unlink(src)
+    return out
+
+
+def _prefix(path: str, seconds: float) -> str:
+    """The first `seconds` of a clip, stream-copied (no re-encode) to a temporary MPEG-TS file."""
+    import av
+
+    fd, dst = tempfile.mkstemp(suffix=".ts")
+    os.close(fd)
+    with av.open(path) as inp, av.open(dst, "w", format="mpegts") as out:
+        s = inp.streams.video[0]
+        o = out.add_stream_from_template(s)
+        for packet in inp.demux(s):
+            if packet.dts is None:
+                continue
+            if packet.pts is not None and packet.pts * s.time_base > seconds:
+                break
+            packet.stream = o
+            out.mux(packet)
+    return dst
+
+
+def print_table(result: dict):
+    head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} " \
+           f"{'time':>6s} {'win/s':>6s}"
+    print(head)
+    print("-" * len(head))
+    for r in result["rows"]:
+        print(f"{r['method']:32s} {r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['tokens_fraction']:7.3f} "
+              f"{r['flops_fraction']:7.3f} {r['vit_flops_fraction']:6.3f} {r['llm_flops_fraction']:6.3f} "
+              f"{r['time_ratio']:6.3f} {r['windows_per_s']:6.2f}")
+    if result["clips"]:
+        print(f"\n{'clip':40s} {'method':32s} {'win/s':>6s} {'time':>6s} {'tokens':>7s}")
+        for r in result["clips"]:
+            print(f"{r['clip']:40s} {r['method']:32s} {r['windows_per_s']:6.2f} {r['time_ratio']:6.3f} "
+                  f"{r['tokens_fraction']:7.3f}")
+
+
+def draw(rows: list[dict], path: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in rows:
+        ours = r["method"].startswith("codecsight")
+        ax.scatter(r["flops_fraction"], r["f1"], s=60 if ours else 40, marker="o" if ours else "s",
+                   color="tab:red" if ours else "tab:blue" if r["method"] != "full" else "black")
+        ax.annotate(r["method"], (r["flops_fraction"], r["f1"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("FLOPs fraction of full compute (ViT + LLM prefill)")
+    ax.set_ylabel("window-level F1 (held-out synthetic streams)")
+    ax.set_title("CodecSight (red) against peers (blue)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,89 @@
+"""Generate labelled synthetic surveillance streams (x264 videos + labels.jsonl), deterministic from a seed.
+
+Layout of OUT: stream_NNNN.mp4 (one per `--video-minutes` of stream), stream_NNNN.json (the scene: style,
+encoding and every object's keyframes, from which labels and auxiliary targets are recomputed) and labels.jsonl
+with one row per (window, question): video (relative to OUT), start and end in seconds, question, type, answer.
+Windows: sampled at --rate fps, --window samples long, sliding by --stride samples; both must be whole
+Qwen temporal patches (2 frames). Defaults: 2 fps, 16 samples (8 s), stride 4 samples (2 s).
+Split `heldout` uses background textures, palettes and colour-kind combinations that `train` never contains.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+SPLITS = {"train": 0, "heldout": 1}
+
+
+def add_arguments(p):
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=10.0, help="total stream length")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--split", choices=sorted(SPLITS), default="train")
+    p.add_argument("--video-minutes", type=float, default=2.0, help="length of each video")
+    p.add_argument("--size", default="320x240", help="native frame size WxH")
+    p.add_argument("--rate", type=float, default=2.0, help="sampling rate of the windows, fps")
+    p.add_argument("--window", type=int, default=16, help="window length in samples")
+    p.add_argument("--stride", type=int, default=4, help="window stride in samples")
+
+
+def run(args) -> int:
+    from codecsight.errors import ConfigError
+
+    w, _, h = args.size.partition("x")
+    if not (w.isdigit() and h.isdigit()) or int(w) % 2 or int(h) % 2:
+        raise ConfigError(f"--size must be WxH with even sides, got {args.size!r}")
+    if args.window % 2 or args.stride % 2 or args.window <= 0 or args.stride <= 0:
+        raise ConfigError("--window and --stride must be positive whole temporal patches (multiples of 2)")
+    if args.minutes <= 0 or args.video_minutes <= 0:
+        raise ConfigError("--minutes and --video-minutes must be positive")
+    generate(args.out, args.seed, args.minutes, args.split, args.video_minutes, (int(w), int(h)),
+             args.rate, args.window, args.stride)
+    return 0
+
+
+def generate(out: str, seed: int, minutes: float, split: str = "train", video_minutes: float = 2.0,
+             size: tuple[int, int] = (320, 240), rate: float = 2.0, window: int = 16, stride: int = 4,
+             progress: bool = True) -> str:
+    """Write the videos and labels; returns the labels path."""
+    import numpy as np
+
+    from codecsight.synth.encode import Encoding, encode
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import Renderer, make_scene
+
+    os.makedirs(out, exist_ok=True)
+    total = minutes * 60
+    n_videos = max(1, math.ceil(total / (video_minutes * 60) - 1e-9))
+    rows = []
+    for i in range(n_videos):
+        t0 = time.time()
+        duration = min(video_minutes * 60, total - i * video_minutes * 60)
+        rng = np.random.default_rng([seed, SPLITS[split], i])
+        scene = make_scene(rng, split, duration, *size)
+        fps = scene.style.fps
+        enc = Encoding(fps, gop=int(round(fps * rng.choice([1.0, 1.5, 2.0]))),
+                       bframes=int(rng.choice([0, 2])), crf=int(rng.integers(23, 29)))
+        renderer = Renderer(scene, rng)
+        name = f"stream_{i:04d}"
+        n_frames = round(duration * fps)
+        encode((renderer.frame(n) for n in range(n_frames)), os.path.join(out, name + ".mp4"), enc, *size)
+        with open(os.path.join(out, name + ".json"), "w") as f:
+            json.dump({**scene.to_json(), "encoding": enc.__dict__, "frames": n_frames, "seed": seed,
+                       "split": split, "index": i}, f)
+        video_rows = window_labels(scene, rate, window, stride)
+        rows += [{"video": name + ".mp4", **r} for r in video_rows]
+        if progress:
+            print(f"[synth] {name}: {duration:.0f} s at {fps} fps, GOP {enc.gop}, B-frames {enc.bframes}, "
+                  f"CRF {enc.crf}, {len(scene.objects)} objects, {len(video_rows)} labels "
+                  f"({time.time() - t0:.1f} s) [{i + 1}/{n_videos}]", flush=True)
+    labels = os.path.join(out, "labels.jsonl")
+    with open(labels, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
+                   "stride": stride, "size": list(size), "videos": n_videos}, f, indent=1)
+    return labels

@@ -165,7 +165,7 @@ def run(args) -> int:
     print(f"GOP         {rep.gop_summary()}")
     print(f"sampled     {rep.sampled} frames at {args.fps:g} fps on a {args.size}px {args.geometry} token grid")
     for k, v in rep.changed_share.items():
-        print(f"changed     {v:6.1%} of tokens on sampled {k}-frames (key frames are encoded in full)")
+        print(f"changed     {v:6.1%} of tokens on sampled {k}-frames")
     print(f"candidates  {rep.candidate_share:6.1%} of tokens had codec evidence and got a pixel check")
     if rep.damaged_frames:
         print(f"damaged     {rep.damaged_frames} frames decoded from damaged data (full compute)")

@@ -12,6 +12,7 @@ from codecsight.errors import CodecSightError
 COMMANDS = {
     "watch": "codecsight.watch",
     "probe": "codecsight.probe",
+    "eval": "codecsight.evaluation",
 }
 BENCHES = {
     "signals": "codecsight.bench.signals",

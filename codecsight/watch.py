@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-DEFAULT_QUESTION = "Is there a person-shaped object?"
+DEFAULT_QUESTION = "Is there a person?"  # one of the reference model's standing questions
 
 
 def add_arguments(p):

@@ -40,8 +40,9 @@ class ModelAdapter:
     def default_input_hw(self) -> tuple[int, int]:
         """The model input size frames are resized to: a model saved by CodecSight says it in its config
         (`codecsight.input_size`, e.g. the bundled reference model), else 448 px square."""
-        side = (getattr(self.config, "codecsight", None) or {}).get("input_size", 448)
-        return self.geometry.snap(side, side)
+        size = (getattr(self.config, "codecsight", None) or {}).get("input_size", 448)
+        h, w = (size, size) if isinstance(size, int) else size
+        return self.geometry.snap(h, w)
 
     # transformers class names of the family (imported lazily: the CLI must not pay for transformers), and the
     # tiny config of `tiny()`: nested dicts as the config class takes them.
@@ -52,9 +53,12 @@ class ModelAdapter:
     @classmethod
     def from_pretrained(cls, id_or_path: str, dtype=None, device: str = "cpu") -> "ModelAdapter":
         """Load weights by hub id or local folder (dtype: a torch dtype, or None for the checkpoint's own)."""
+        import torch
         import transformers
 
         model = getattr(transformers, cls.model_class).from_pretrained(id_or_path, dtype=dtype or "auto")
+        if dtype is None and device == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
+            model = model.float()  # weights stored in half precision; CPU kernels want float32
         model = model.to(device)
         # A weights-only folder (as tests save) has no tokenizer, and AutoTokenizer would make up an empty one.
         tokenizer = None

@@ -1,0 +1,173 @@
+"""Score a method against labels: window- and video-level precision, recall and F1, with its cost.
+
+Labels are JSONL next to the videos (paths relative to the labels file), in one of two shapes:
+- window rows (the synthetic benchmark): {"video", "start", "end", "question", "type", "answer": "Yes"|"No"};
+- video rows (e.g. UCF-Crime): {"video", "category", "answer"}; the question is --prompt with {X} = category
+  (default: the published "Describe the frames and determine if they show {X}. Start your response with 'Yes' or
+  'No'."), every window of the video is answered, and the video counts as "Yes" if any window does.
+Every method runs through the streaming runtime, so `full` and the pipeline methods share one code path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+PROMPT = "Describe the frames and determine if they show {X}. Start your response with 'Yes' or 'No'."
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def add_arguments(p):
+    p.add_argument("--labels", required=True, help="labels JSONL (window rows or video rows)")
+    p.add_argument("--model", default=None, help="hub id or folder (default: the bundled reference VLM)")
+    p.add_argument("--method", default="full", help="full, codecsight, or a peer baseline (NAME:knob=value,...)")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--threshold", type=float, default=0.5, help="P(Yes) at or above which the answer is yes")
+    p.add_argument("--prompt", default=PROMPT, help="question template for video rows; {X} = category")
+    p.add_argument("--fps", type=float, default=None, help="sampling rate (default: labels' meta.json, else 2)")
+    p.add_argument("--window", type=int, default=None, help="window in samples (default: meta.json, else 16)")
+    p.add_argument("--stride", type=int, default=None, help="stride in samples (default: meta.json, else 4)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+
+
+def read_labels(path: str, prompt: str = PROMPT) -> list[dict]:
+    from codecsight.errors import ConfigError
+
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                if "question" not in r:
+                    r = {**r, "question": prompt.replace("{X}", r["category"]), "type": r["category"]}
+                r["answer"] = str(r["answer"]).strip().capitalize()
+                if r["answer"] not in ("Yes", "No") or "video" not in r:
+                    raise ValueError("needs video and answer Yes/No")
+            except (ValueError, KeyError) as e:
+                raise ConfigError(f"{path}:{n}: not a label row ({e})") from e
+            rows.append(r)
+    if not rows:
+        raise ConfigError(f"{path}: no labels")
+    return rows
+
+
+def prf(tp: int, fp: int, fn: int) -> dict:
+    p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
+    return {"precision": p, "recall": r, "f1": 2 * p * r / max(1e-12, p + r)}
+
+
+def window_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
+    """answers: (video stem, start rounded to 0.01 s, question) -> P(Yes). Unanswered windows count as No."""
+    per: dict[str, list[int]] = {}
+    for r in labels:
+        if "start" not in r:
+            continue
+        p = answers.get((_stem(r["video"]), round(r["start"], 2), r["question"]), 0.0)
+        got, truth = p >= threshold, r["answer"] == "Yes"
+        c = per.setdefault(r.get("type", "all"), [0, 0, 0, 0])
+        c[0 if got and truth else 1 if got else 2 if truth else 3] += 1
+    if not per:
+        return {}
+    total = [sum(x) for x in zip(*per.values())]
+    return {**prf(*total[:3]), "per_question": {t: {**prf(*c[:3]), "support": sum(c)} for t, c in sorted(per.items())}}
+
+
+def video_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
+    """A (video, question) is Yes if any of its windows is; predicted Yes if any answer is."""
+    truth: dict[tuple, bool] = {}
+    for r in labels:
+        key = (_stem(r["video"]), r["question"])
+        truth[key] = truth.get(key, False) or r["answer"] == "Yes"
+    pred: dict[tuple, bool] = {}
+    for (video, _, question), p in answers.items():
+        pred[(video, question)] = pred.get((video, question), False) or p >= threshold
+    tp = sum(t and pred.get(k, False) for k, t in truth.items())
+    fp = sum(not t and pred.get(k, False) for k, t in truth.items())
+    fn = sum(t and not pred.get(k, False) for k, t in truth.items())
+    return prf(tp, fp, fn)
+
+
+def _stem(video: str) -> str:
+    return os.path.splitext(os.path.basename(video))[0]
+
+
+def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, window: int, stride: int,
+             threshold: float = 0.5, base=None) -> dict:
+    """Run one method over the labelled videos and score it. base: (counters, seconds) of `full` for fractions."""
+    from codecsight.runtime import Counters, Engine, Question, method
+
+    m = method(spec)
+    engine = Engine(adapter, [m], [Question(q, window, stride, threshold)
+                                   for q in sorted({r["question"] for r in labels})], fps=fps, answer_tokens=1)
+    for video in sorted({r["video"] for r in labels}):
+        engine.add_stream(os.path.join(root, video), _stem(video))
+    events = []
+    t0 = time.perf_counter()
+    reports = engine.run(events.append)
+    seconds = time.perf_counter() - t0
+    c = Counters()
+    for r in reports:
+        c.add(r.counters[m.name])
+    failed = {r.name: r.error for r in reports if r.error}
+    answers = {(e.stream, round(e.start, 2), e.question): e.p_yes for e in events}
+    win = window_scores(labels, answers, threshold)
+    b, b_seconds = base or (c, seconds)
+    out = {"method": spec, **(win or video_scores(labels, answers, threshold)),
+           "video": video_scores(labels, answers, threshold),
+           "sweep": [{"threshold": t, "f1": (window_scores(labels, answers, t) or video_scores(labels, answers, t))["f1"]}
+                     for t in THRESHOLDS],
+           "tokens_fraction": c.tokens_encoded / max(1, b.tokens_encoded),
+           "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, b.vit_flops + b.llm_flops),
+           "vit_flops_fraction": c.vit_flops / max(1, b.vit_flops),
+           "llm_flops_fraction": c.llm_flops / max(1, b.llm_flops),
+           "time_ratio": seconds / b_seconds, "seconds": seconds, "windows": c.windows,
+           "windows_per_s": c.windows / seconds, "failed": failed}
+    out["per_question"] = out.get("per_question", {})
+    return out, (c, seconds)
+
+
+def meta_defaults(labels_path: str) -> dict:
+    meta = os.path.join(os.path.dirname(os.path.abspath(labels_path)), "meta.json")
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            return json.load(f)
+    return {}
+
+
+def run(args) -> int:
+    import torch
+
+    from codecsight.errors import ConfigError
+    from codecsight.models import load_adapter
+    from codecsight.runtime import method
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    method(args.method)  # a bad name fails before the model loads
+    if not 0 <= args.threshold <= 1:
+        raise ConfigError(f"threshold must be within [0, 1], got {args.threshold}")
+    labels = read_labels(args.labels, args.prompt)
+    meta = meta_defaults(args.labels)
+    fps, window, stride = (args.fps or meta.get("rate", 2.0), args.window or meta.get("window", 16),
+                           args.stride or meta.get("stride", 4))
+    adapter = load_adapter(args.model)
+    root = os.path.dirname(os.path.abspath(args.labels))
+    base = None
+    if args.method != "full":  # fractions are against full compute in the same run
+        print("full compute, for the cost fractions ...", flush=True)
+        _, base = evaluate(adapter, labels, root, "full", fps, window, stride, args.threshold)
+    result, _ = evaluate(adapter, labels, root, args.method, fps, window, stride, args.threshold, base)
+    result = {"model": args.model or "bundled reference VLM", **result}
+    print(f"{result['method']}: F1 {result['f1']:.3f} (P {result['precision']:.3f}, R {result['recall']:.3f}); "
+          f"video-level F1 {result['video']['f1']:.3f}; tokens {result['tokens_fraction']:.3f}, "
+          f"FLOPs {result['flops_fraction']:.3f}, time {result['time_ratio']:.3f} of full")
+    for t, q in result["per_question"].items():
+        print(f"  {t:12s} F1 {q['f1']:.3f}  support {q['support']}")
+    for name, err in result["failed"].items():
+        print(f"  stream {name} failed: {err}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0

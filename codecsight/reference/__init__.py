@@ -1,0 +1,1 @@
+"""The bundled reference VLM: its definition, tokenizer and training on the synthetic labelled streams."""

@@ -1,0 +1,74 @@
+"""The bundled reference VLM: a small Qwen2.5-VL (the real transformers class, the real special-token ids) with a
+word-level tokenizer, trained on the synthetic labelled streams. It is an accuracy instrument, not a product
+model: it lets every method be scored against labels on a machine that cannot download real weights.
+
+Geometry is the real model's (14 px patches, 2x2 merge -> 28 px tokens, 2-frame temporal patches). Size:
+the vocabulary must reach the real special ids (151667), so the tied embedding table dominates; hidden 48 in
+float16 keeps the weights file near 15 MB.
+"""
+from __future__ import annotations
+
+import tokenizers
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+INPUT_HW = (168, 224)  # 6 x 8 tokens of 28 px; the synthetic streams are 320x240
+RUNTIME = {"input_size": list(INPUT_HW), "fps": 2.0, "window": 16, "stride": 4}
+SPECIAL = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|vision_start|>": 151652,
+           "<|vision_end|>": 151653, "<|image_pad|>": 151655, "<|video_pad|>": 151656}
+
+CONFIG = dict(
+    vision_config=dict(depth=4, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=48,
+                       fullatt_block_indexes=[1, 3], window_size=112, tokens_per_second=2),
+    text_config=dict(hidden_size=48, intermediate_size=144, num_hidden_layers=4, num_attention_heads=4,
+                     num_key_value_heads=2, vocab_size=151668, tie_word_embeddings=True,
+                     max_position_embeddings=4096,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 2, 2]}),
+    tie_word_embeddings=True,
+    image_token_id=SPECIAL["<|image_pad|>"], video_token_id=SPECIAL["<|video_pad|>"],
+    vision_start_token_id=SPECIAL["<|vision_start|>"], vision_end_token_id=SPECIAL["<|vision_end|>"],
+)
+
+
+def vocabulary() -> list[str]:
+    """Every word the standing questions, the system prompt and the chat template use."""
+    from codecsight.runtime.pipeline import SYSTEM_PROMPT
+    from codecsight.synth.labels import QUESTIONS
+
+    text = " ".join([q.text for q in QUESTIONS] + [SYSTEM_PROMPT, "Yes No system user assistant"])
+    words = pre_tokenizer().pre_tokenize_str(text)
+    return list(dict.fromkeys(w for w, _ in words if w not in SPECIAL))
+
+
+def pre_tokenizer():
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(tokenizers.Regex(r"<\|[a-z_]+\|>|\n"), "isolated"), pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(tokenizers.Regex(r"[?.,!]"), "isolated")])
+
+
+def word_tokenizer(words: list[str] | None = None):
+    """A word-level tokenizer: plain words get small ids, the special tokens their real Qwen ids."""
+    from transformers import PreTrainedTokenizerFast
+
+    words = vocabulary() if words is None else words
+    vocab = {w: i for i, w in enumerate(["<unk>", "\n", *words])}
+    vocab.update(SPECIAL)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizer()
+    tok.decoder = tokenizers.decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
+
+
+def build(seed: int = 0):
+    """A freshly initialised reference model wrapped in its adapter."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
+
+    config = Qwen2_5_VLConfig(**CONFIG)
+    config.codecsight = dict(RUNTIME)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = SPECIAL["<|im_end|>"]
+    return Qwen25VLAdapter(model, word_tokenizer())

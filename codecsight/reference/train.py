@@ -1,0 +1,250 @@
+"""Train the reference VLM on synthetic labelled streams (CPU, resumable).
+
+    python -m codecsight.reference.train --data out/data/train --heldout out/data/heldout --minutes 60
+
+Each window is decoded and sampled exactly as the runtime does (2 fps, the model's input size), laid out by the
+runtime's own window layout and position planner, and every standing question of the window is answered from one
+shared prefix (the frames are run once per window, the questions as a batch on its KV): a 2-way loss on the
+"Yes"/"No" logits of the answer token, class-balanced per question type.
+
+Pruned inputs are made in distribution: in half of the windows, the tokens the codec plan would not re-encode
+take the embedding of their last encoding (cached-token substitution, what the runtime's default does), using the
+real change map and token plan of the stream. Checkpoints go to --out every few minutes; the same command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from codecsight.models import load_adapter
+from codecsight.plan import TokenPlanner
+from codecsight.prefill.window import Segment, Window, build_layout
+from codecsight.reference.model import INPUT_HW, RUNTIME, build
+from codecsight.runtime.pipeline import SYSTEM_PROMPT
+from codecsight.signals import ChangeMap, Sampling, sample_frames
+from codecsight.vision.preprocess import video_pixel_values
+
+
+@dataclass
+class Stream:
+    frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
+    keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
+
+
+@dataclass
+class Example:
+    stream: str
+    first: int  # first sample of the window
+    questions: list[str]
+    answers: list[int]  # 1 = Yes
+    types: list[str]
+
+
+def load_streams(data: str, geometry) -> dict[str, Stream]:
+    out = {}
+    names = sorted(f for f in os.listdir(data) if f.endswith(".mp4"))
+    for i, name in enumerate(names):
+        cmap = ChangeMap(geometry, INPUT_HW)
+        planner = TokenPlanner(geometry)
+        frames, keep = [], []
+        for s in sample_frames(os.path.join(data, name), Sampling(RUNTIME["fps"], INPUT_HW)):
+            frames.append(s.rgb)
+            plan = planner.push(cmap.update(s))
+            if plan is not None:
+                cmap.encoded(plan.keep)
+                keep.append(plan.keep)
+        out[name] = Stream(np.stack(frames), np.stack(keep))
+        print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
+    return out
+
+
+def load_examples(data: str, rate: float) -> list[Example]:
+    by_window: dict[tuple[str, float], Example] = {}
+    with open(os.path.join(data, "labels.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            key = (r["video"], r["start"])
+            ex = by_window.setdefault(key, Example(r["video"], round(r["start"] * rate), [], [], []))
+            ex.questions.append(r["question"])
+            ex.answers.append(int(r["answer"] == "Yes"))
+            ex.types.append(r["type"])
+    return list(by_window.values())
+
+
+def window_logits(adapter, stream: Stream, ex: Example, substitute: bool, system_ids, question_ids):
+    """Yes/No logits (Q, 2) of every question of one window, with gradients; the runtime's layout and positions."""
+    n = RUNTIME["window"]
+    t = adapter.geometry.temporal
+    frames = stream.frames[ex.first:ex.first + n]
+    pixels, (gt, gh, gw) = video_pixel_values(frames, adapter.geometry)
+    embeds = adapter.model.model.visual(pixels, grid_thw=torch.tensor([[gt, gh, gw]])).pooler_output
+    rows, cols = gh // 2, gw // 2
+    embeds = embeds.view(gt, rows * cols, -1)
+    if substitute:  # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
+        keep = torch.from_numpy(stream.keep[ex.first // t: ex.first // t + gt].reshape(gt, -1))
+        out, last = [embeds[0]], embeds[0]
+        for i in range(1, gt):
+            last = torch.where(keep[i][:, None], embeds[i], last)
+            out.append(last)
+        embeds = torch.stack(out)
+    coords = Segment.full_coords(rows, cols)
+    segs = [Segment(i, embeds[i], coords, (rows, cols), seconds=(ex.first + i * t) / RUNTIME["fps"])
+            for i in range(gt)]
+    lay = build_layout(adapter, Window(segs), system_ids)
+    lm = adapter.language_model()
+    cache = DynamicCache()
+    lm(inputs_embeds=lay.embeds[None], position_ids=lay.positions[:, None], past_key_values=cache, use_cache=True)
+    q_ids = [question_ids[q] for q in ex.questions]
+    width = max(map(len, q_ids))
+    ids = torch.tensor([q + [q[-1]] * (width - len(q)) for q in q_ids])  # right-padded: causal, padding unseen
+    Q = len(q_ids)
+    batch = DynamicCache(ddp_cache_data=[(layer.keys.expand(Q, -1, -1, -1), layer.values.expand(Q, -1, -1, -1))
+                                         for layer in cache.layers])
+    pos = (lay.cursor + torch.arange(width)).expand(3, Q, width)
+    h = lm(inputs_embeds=adapter.embed_text(ids.flatten()).view(Q, width, -1), position_ids=pos,
+           past_key_values=batch, use_cache=True).last_hidden_state
+    last = h[torch.arange(Q), torch.tensor([len(q) - 1 for q in q_ids])]
+    yes, no = adapter.yes_no_ids()
+    return adapter.model.lm_head(last)[:, [yes, no]]  # the text model's output is already normed
+
+
+def evaluate(adapter, streams, examples, system_ids, question_ids, substitute=False) -> dict:
+    """Per question type: accuracy and F1 at P(Yes) >= 0.5."""
+    stats: dict[str, list[int]] = {}
+    adapter.model.eval()
+    with torch.no_grad():
+        for ex in examples:
+            pred = window_logits(adapter, streams[ex.stream], ex, substitute, system_ids, question_ids).argmax(-1) == 0
+            for p, a, t in zip(pred.tolist(), ex.answers, ex.types):
+                s = stats.setdefault(t, [0, 0, 0, 0])
+                s[0 if p and a else 1 if p else 2 if a else 3] += 1
+    adapter.model.train()
+    out = {}
+    for t, (tp, fp, fn, tn) in sorted(stats.items()):
+        f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+        out[t] = {"f1": round(f1, 3), "acc": round((tp + tn) / (tp + fp + fn + tn), 3), "support": tp + fp + fn + tn,
+                  "positive": tp + fn}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="training split (codecsight synth output)")
+    p.add_argument("--heldout", required=True, help="held-out split, for the progress report")
+    p.add_argument("--out", default="out/reference", help="checkpoints and log")
+    p.add_argument("--save", default=None, help="folder for save_pretrained at the end (default: the bundled one)")
+    p.add_argument("--minutes", type=float, default=60.0, help="training time budget")
+    p.add_argument("--batch", type=int, default=8, help="windows per optimiser step")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-every", type=int, default=150, help="steps between held-out reports")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    ckpt = os.path.join(args.out, "checkpoint.pt")
+    random.seed(args.seed)
+
+    adapter = build(args.seed)
+    adapter.model.train()
+    opt = torch.optim.AdamW(adapter.model.parameters(), lr=args.lr, weight_decay=0.01)
+    step, spent, best = 0, 0.0, -1.0
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt, weights_only=False)
+        adapter.model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, spent, best = state["step"], state["spent"], state["best"]
+        random.setstate(state["random"])
+        print(f"resumed at step {step} ({spent / 60:.1f} min spent)", file=sys.stderr)
+
+    print("decoding streams ...", file=sys.stderr, flush=True)
+    train, heldout = load_streams(args.data, adapter.geometry), load_streams(args.heldout, adapter.geometry)
+    examples = load_examples(args.data, RUNTIME["fps"])
+    probe = random.Random(1).sample(load_examples(args.heldout, RUNTIME["fps"]), 120)
+    system_ids = adapter.chat_system(SYSTEM_PROMPT)
+    question_ids = {q: adapter.chat_question(q) for ex in examples + probe for q in ex.questions}
+    # class balance per question type: positives weigh neg/pos (at most 6)
+    counts: dict[str, list[int]] = {}
+    for ex in examples:
+        for a, t in zip(ex.answers, ex.types):
+            counts.setdefault(t, [0, 0])[a] += 1
+    pos_weight = {t: min(6.0, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
+    print(f"{len(examples)} training windows, positive weights {pos_weight}", file=sys.stderr, flush=True)
+
+    log = open(os.path.join(args.out, "train.log"), "a")
+    t_start, t_ckpt = time.time() - spent, time.time()
+    budget = args.minutes * 60
+    losses = []
+    while time.time() - t_start < budget:
+        frac = (time.time() - t_start) / budget
+        for g in opt.param_groups:  # warm-up, then cosine over the time budget
+            g["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
+        opt.zero_grad()
+        loss_sum = 0.0
+        for ex in random.sample(examples, args.batch):
+            logits = window_logits(adapter, train[ex.stream], ex, random.random() < 0.5, system_ids, question_ids)
+            target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
+            weight = torch.tensor([pos_weight[t] if a else 1.0 for a, t in zip(ex.answers, ex.types)])
+            loss = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
+            (loss / args.batch).backward()
+            loss_sum += loss.item() / args.batch
+        torch.nn.utils.clip_grad_norm_(adapter.model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        losses.append(loss_sum)
+        if step % 25 == 0:
+            msg = f"step {step} loss {np.mean(losses[-25:]):.4f} lr {opt.param_groups[0]['lr']:.2e} " \
+                  f"{(time.time() - t_start) / 60:.1f} min"
+            print(msg, file=sys.stderr, flush=True)
+            log.write(msg + "\n")
+            log.flush()
+        if step % args.eval_every == 0:
+            report = evaluate(adapter, heldout, probe, system_ids, question_ids)
+            score = float(np.mean([v["f1"] for v in report.values()]))
+            msg = f"step {step} held-out mean F1 {score:.3f} {json.dumps(report)}"
+            print(msg, file=sys.stderr, flush=True)
+            log.write(msg + "\n")
+            log.flush()
+            if score > best:
+                best = score
+                torch.save(adapter.model.state_dict(), os.path.join(args.out, "best.pt"))
+        if time.time() - t_ckpt > 180:
+            torch.save({"model": adapter.model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "spent": time.time() - t_start, "best": best, "random": random.getstate()}, ckpt)
+            t_ckpt = time.time()
+    torch.save({"model": adapter.model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "spent": time.time() - t_start, "best": best, "random": random.getstate()}, ckpt)
+    best_path = os.path.join(args.out, "best.pt")
+    if os.path.exists(best_path):
+        adapter.model.load_state_dict(torch.load(best_path))
+    save(adapter, args.save)
+    print(f"done: {step} steps in {(time.time() - t_start) / 60:.1f} min, best held-out mean F1 {best:.3f}",
+          file=sys.stderr)
+    return 0
+
+
+def save(adapter, folder: str | None):
+    """save_pretrained in float16 (the weights file stays under 20 MB); loads back with load_adapter."""
+    from codecsight.models.base import BUNDLED_MODEL
+
+    folder = folder or BUNDLED_MODEL
+    adapter.model.half().save_pretrained(folder)
+    adapter.tokenizer.save_pretrained(folder)
+    adapter.model.float()
+    assert load_adapter(folder).family == "qwen2_5_vl"
+    print(f"saved {folder} ({os.path.getsize(os.path.join(folder, 'model.safetensors')) / 1e6:.1f} MB)",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ COMMANDS = {
     "watch": "codecsight.watch",
     "probe": "codecsight.probe",
     "eval": "codecsight.evaluation",
+    "synth": "codecsight.synth.cli",
 }
 BENCHES = {
     "signals": "codecsight.bench.signals",

@@ -124,7 +124,11 @@ def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, wind
            "llm_flops_fraction": c.llm_flops / max(1, b.llm_flops),
            "time_ratio": seconds / b_seconds, "seconds": seconds, "windows": c.windows,
            "windows_per_s": c.windows / seconds, "failed": failed}
-    out["per_question"] = out.get("per_question", {})
+    if not win:  # video rows: per category at the video level
+        types = sorted({r.get("type", "all") for r in labels})
+        out["per_question"] = {t: {**video_scores([r for r in labels if r.get("type", "all") == t], answers,
+                                                  threshold), "support": sum(r.get("type", "all") == t for r in labels)}
+                               for t in types}
     return out, (c, seconds)
 
 

@@ -1,0 +1,66 @@
+"""`codecsight eval`: scoring rules on hand-made answers, both label layouts, and the command end to end."""
+import json
+
+import pytest
+from clips import moving_square_clip
+from tiny import tiny_vlm
+
+from codecsight.cli import main
+from codecsight.errors import ConfigError
+from codecsight.evaluation import PROMPT, read_labels, video_scores, window_scores
+
+
+def test_window_and_video_scores_by_hand():
+    labels = [{"video": "a.mp4", "start": 0.0, "question": "q", "type": "t", "answer": "Yes"},
+              {"video": "a.mp4", "start": 2.0, "question": "q", "type": "t", "answer": "No"},
+              {"video": "b.mp4", "start": 0.0, "question": "q", "type": "u", "answer": "Yes"},
+              {"video": "b.mp4", "start": 2.0, "question": "q", "type": "u", "answer": "No"}]
+    answers = {("a", 0.0, "q"): 0.9, ("a", 2.0, "q"): 0.6, ("b", 0.0, "q"): 0.2}  # b@2 unanswered: No
+    w = window_scores(labels, answers, 0.5)  # tp 1 (a@0), fp 1 (a@2), fn 1 (b@0)
+    assert (w["precision"], w["recall"], w["f1"]) == (0.5, 0.5, 0.5)
+    assert w["per_question"]["t"]["f1"] == pytest.approx(2 / 3) and w["per_question"]["u"]["f1"] == 0
+    assert window_scores(labels, answers, 0.1)["recall"] == 1.0
+    v = video_scores(labels, answers, 0.5)  # a: yes/yes, b: yes/no
+    assert (v["precision"], v["recall"]) == (1.0, 0.5)
+
+
+def test_label_layouts(tmp_path):
+    f = tmp_path / "labels.jsonl"
+    f.write_text('{"video": "v1.mp4", "category": "Fighting", "answer": "yes"}\n\n'
+                 '{"video": "v2.mp4", "start": 0, "end": 8, "question": "Is there a car?", "answer": "No"}\n')
+    rows = read_labels(str(f))
+    assert rows[0]["question"] == PROMPT.replace("{X}", "Fighting") and rows[0]["answer"] == "Yes"
+    assert rows[0]["type"] == "Fighting" and rows[1]["question"] == "Is there a car?"
+    f.write_text('{"video": "v1.mp4", "category": "Fighting", "answer": "maybe"}\n')
+    with pytest.raises(ConfigError, match="labels.jsonl:1"):
+        read_labels(str(f))
+    f.write_text("")
+    with pytest.raises(ConfigError, match="no labels"):
+        read_labels(str(f))
+
+
+def test_eval_command_on_a_ucf_crime_layout(tmp_path, capsys):
+    """Videos plus a video-level labels file with categories, the published prompt, two methods."""
+    data = tmp_path / "ucf"
+    data.mkdir()
+    for name in ("Fighting001_x264", "Normal002_x264"):
+        moving_square_clip(str(data / f"{name}.mp4"), n=100)
+    (data / "labels.jsonl").write_text(
+        '{"video": "Fighting001_x264.mp4", "category": "Fighting", "answer": "Yes"}\n'
+        '{"video": "Normal002_x264.mp4", "category": "Fighting", "answer": "No"}\n')
+    model = tmp_path / "model"
+    ad = tiny_vlm()
+    ad.model.save_pretrained(model)
+    ad.tokenizer.save_pretrained(model)
+    out = tmp_path / "r.json"
+    assert main(["eval", "--labels", str(data / "labels.jsonl"), "--model", str(model), "--method", "codecsight",
+                 "--json", str(out), "--window", "8", "--stride", "2"]) == 0
+    r = json.loads(out.read_text())
+    assert set(r) >= {"model", "method", "f1", "precision", "recall", "per_question", "tokens_fraction",
+                      "flops_fraction"}
+    assert r["method"] == "codecsight" and 0 <= r["f1"] <= 1 and r["windows"] == 2 * 7
+    assert 0 < r["tokens_fraction"] < 1 and 0 < r["flops_fraction"] < 1
+    assert len(r["sweep"]) == 19 and not r["failed"]
+    assert r["per_question"]["Fighting"]["support"] == 2
+    assert "video-level F1" in capsys.readouterr().out
+    assert main(["eval", "--labels", str(data / "labels.jsonl"), "--model", str(model), "--method", "bogus"]) == 2

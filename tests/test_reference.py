@@ -1,0 +1,74 @@
+"""The reference VLM: real class and special ids, a tokenizer that covers every standing question, a weights file
+under 20 MB, and a training forward that is exactly the runtime's full-compute path."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from codecsight.models import load_adapter
+from codecsight.models.base import BUNDLED_MODEL
+from codecsight.reference.model import INPUT_HW, SPECIAL, build
+from codecsight.reference.train import Example, Stream, save, window_logits
+from codecsight.runtime import Engine, Question, method
+from codecsight.runtime.pipeline import SYSTEM_PROMPT
+from codecsight.synth.labels import QUESTIONS
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return build(seed=0)
+
+
+def test_tokenizer_covers_questions_and_prompt(ref):
+    unk = ref.tokenizer.unk_token_id
+    for q in [*(q.text for q in QUESTIONS), SYSTEM_PROMPT]:
+        ids = ref.encode(q)
+        assert unk not in ids and ref.decode(ids).replace(" ?", "?").replace(" .", ".") == q
+    assert ref.encode("<|vision_start|><|video_pad|>") == [SPECIAL["<|vision_start|>"], SPECIAL["<|video_pad|>"]]
+    assert ref.config.video_token_id == 151656 and ref.config.vision_start_token_id == 151652
+    yes, no = ref.yes_no_ids()
+    assert yes != no and unk not in (yes, no)
+
+
+def test_save_and_load_round_trip(ref, tmp_path):
+    save(ref, str(tmp_path))
+    assert os.path.getsize(tmp_path / "model.safetensors") < 20e6
+    loaded = load_adapter(str(tmp_path))
+    assert loaded.default_input_hw() == INPUT_HW and loaded.model.dtype == torch.float32
+    assert loaded.config.codecsight["window"] == 16
+    a = dict(ref.model.half().float().named_parameters())  # the stored precision
+    for name, p in loaded.model.named_parameters():
+        assert torch.equal(p, a[name]), name
+    ref.model.float()
+
+
+def test_training_forward_is_the_runtime_full_path(ref, clip_dir):
+    """The loss sees exactly what `full` computes at inference: same layout, positions, KV and answer logits."""
+    from clips import moving_square_clip
+
+    from codecsight.signals import Sampling, sample_frames
+
+    path = moving_square_clip(str(clip_dir / "square_ref.mp4"), n=100)  # 10 s: windows at 0 s and 2 s
+    frames = np.stack([s.rgb for s in sample_frames(path, Sampling(2.0, INPUT_HW))])
+    stream = Stream(frames, np.ones((len(frames) // 2, 6, 8), bool))
+    questions = [QUESTIONS[0].text, QUESTIONS[4].text]
+    q_ids = {q: ref.chat_question(q) for q in questions}
+    engine = Engine(ref, [method("full")], [Question(q, 16, 4) for q in questions], fps=2.0, answer_tokens=1)
+    engine.add_stream(path, "s")
+    events = []
+    engine.run(events.append)
+    assert len(events) == 4
+    with torch.no_grad():
+        for first, window in ((0, 0), (4, 1)):
+            ex = Example("s", first, questions, [0, 0], ["colour", "kind"])
+            p = torch.softmax(window_logits(ref, stream, ex, False, ref.chat_system(SYSTEM_PROMPT), q_ids), -1)[:, 0]
+            got = [e.p_yes for e in events if e.window == window]
+            assert got == pytest.approx(p.tolist(), abs=1e-5)
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")), reason="not trained yet")
+def test_bundled_model_loads_offline():
+    ad = load_adapter()
+    assert ad.family == "qwen2_5_vl" and ad.default_input_hw() == INPUT_HW
+    assert os.path.getsize(os.path.join(BUNDLED_MODEL, "model.safetensors")) < 20e6

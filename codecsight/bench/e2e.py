@@ -27,14 +27,18 @@ def add_arguments(p):
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (full is always run)")
     p.add_argument("--videos", default=DEFAULT_VIDEOS, help="real clips for throughput (default: %(default)s)")
     p.add_argument("--clip-seconds", type=float, default=30.0, help="seconds of each real clip to time")
+    p.add_argument("--clip-model", choices=("medium", "reference"), default="medium",
+                   help="model for the real-clip throughput: medium random weights with real proportions "
+                        "(compute dominates, as for real models), or the reference VLM")
+    p.add_argument("--clip-size", type=int, default=336, help="square input side for the real clips")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
 
 
-def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fps: float):
+def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fps: float, input_hw=None):
     """Run one method over unlabelled sources; (summed counters, wall seconds)."""
     from codecsight.runtime import Counters, Engine, method
 
-    engine = Engine(adapter, [method(spec)], questions, fps=fps, answer_tokens=1)
+    engine = Engine(adapter, [method(spec)], questions, fps=fps, input_hw=input_hw, answer_tokens=1)
     for name, path in sources:
         engine.add_stream(path, name)
     t0 = time.perf_counter()
@@ -74,9 +78,18 @@ def run(args) -> int:
             del row["sweep"]
             rows.append(row)
             print(f"  F1 {row['f1']:.3f}  FLOPs {row['flops_fraction']:.3f}  time {row['time_ratio']:.3f}", flush=True)
-        throughput = clip_throughput(adapter, specs, args.videos, args.clip_seconds)
+        clip_model = adapter
+        if args.clip_model == "medium":
+            from codecsight.bench.medium import medium_adapter
+
+            clip_model = medium_adapter()
+        side = clip_model.geometry.snap(args.clip_size, args.clip_size)
+        throughput = clip_throughput(clip_model, specs, args.videos, args.clip_seconds, side)
+    from codecsight.bench.medium import DESCRIPTION
+
     result = {"model": args.model or "bundled reference VLM", "data": args.data or f"generated held-out, "
               f"{args.minutes:g} min, seed 1", "rows": rows, "clips": throughput,
+              "clip_model": DESCRIPTION if args.clip_model == "medium" else "the reference VLM",
               "notes": "fractions and ratios against full in the same run; F1 is window-level, Yes = positive; "
                        "time is wall time of the whole pipeline (decode, ViT, prefill, answers)"}
     print_table(result)
@@ -92,7 +105,7 @@ def run(args) -> int:
     return 0
 
 
-def clip_throughput(adapter, specs, videos: str, seconds: float) -> list[dict]:
+def clip_throughput(adapter, specs, videos: str, seconds: float, input_hw) -> list[dict]:
     """Windows per second of each method on the real clips (no labels), against full in the same run."""
     from codecsight.runtime import Question
 
@@ -103,10 +116,11 @@ def clip_throughput(adapter, specs, videos: str, seconds: float) -> list[dict]:
         src = _prefix(path, seconds)
         base = None
         for spec in specs:
-            c, elapsed = run_method(adapter, spec, [(name, src)], [Question("Is there a person?")], 2.0)
-            base = base or elapsed
+            c, elapsed = run_method(adapter, spec, [(name, src)], [Question("Is there a person?")], 2.0, input_hw)
+            base = base or (c, elapsed)
             out.append({"clip": name, "method": spec, "windows_per_s": c.windows / elapsed,
-                        "time_ratio": elapsed / base, "tokens_fraction": c.tokens_encoded / max(1, c.tokens)})
+                        "time_ratio": elapsed / base[1], "tokens_fraction": c.tokens_encoded / max(1, c.tokens),
+                        "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, base[0].vit_flops + base[0].llm_flops)})
         os.unlink(src)
     return out
 
@@ -140,10 +154,11 @@ def print_table(result: dict):
               f"{r['flops_fraction']:7.3f} {r['vit_flops_fraction']:6.3f} {r['llm_flops_fraction']:6.3f} "
               f"{r['time_ratio']:6.3f} {r['windows_per_s']:6.2f}")
     if result["clips"]:
-        print(f"\n{'clip':40s} {'method':32s} {'win/s':>6s} {'time':>6s} {'tokens':>7s}")
+        print(f"\nreal clips, {result['clip_model']}")
+        print(f"{'clip':40s} {'method':32s} {'win/s':>6s} {'time':>6s} {'tokens':>7s} {'FLOPs':>7s}")
         for r in result["clips"]:
             print(f"{r['clip']:40s} {r['method']:32s} {r['windows_per_s']:6.2f} {r['time_ratio']:6.3f} "
-                  f"{r['tokens_fraction']:7.3f}")
+                  f"{r['tokens_fraction']:7.3f} {r['flops_fraction']:7.3f}")
 
 
 def draw(rows: list[dict], path: str):

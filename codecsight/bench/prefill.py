@@ -8,15 +8,18 @@ Windows: the shared camera clips sampled at 2 fps to 448x252 (16x9 tokens per te
 16 frames (8 temporal patches, 1152 visual tokens) per window, sliding by 4 frames (2 temporal patches).
 Codec inputs: per token `changed` from the codec change map (codecsight.signals.ChangeMap: codec candidates
 checked against the pixels last encoded), OR-ed over the two frames of a temporal patch; a temporal patch is an
-anchor when a key frame was decoded since the sample before it (the I-frame itself is rarely the sampled one). Prompt: fixed random token ids at the lengths of the published prompt
-(system turn 20 tokens, question 24): there is no tokenizer for random weights.
+anchor when a key frame was decoded since the sample before it (the I-frame itself is rarely the sampled one).
+Prompt: fixed random token ids (no tokenizer for random weights) shaped like the published prompt: a 20-token system
+turn; questions of 28 tokens = an 8-token template prefix common to all ("Describe the frames and determine if they
+show"), a 3-token category, a 17-token suffix ("Start your response with 'Yes' or 'No'." and the turn change).
 
 Per clip the first window is prefilled in full, then each policy chains its own reuse over the following windows
 (no periodic refresh within them). time_ratio: the policy's window prefill wall time over the full prefill of the
 same window, both run in this process one after the other (1 thread); prefill_flops_fraction: LLM FLOPs executed
 (codecsight.flops, causal pairs) over a full prefill's; logits_cosine: the first answer token's logits after the
 question against those on the full prefill's KV. questions_4_vs_1_time_ratio: with the default policy, window
-prefill + 4 standing questions (8 answer tokens each) over window prefill + 1.
+prefill + 4 standing questions (8 answer tokens each, --answer-tokens) over window prefill + 1.
+Takes about 10 minutes on one core.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ CONFIG = ("qwen2_5_vl random weights: LLM 8 layers, hidden 1024, 8 heads x 128, 
           "vocab 151936; windows of 16 frames at 2 fps sliding by 4, 448x252 input (144 tokens per temporal patch)")
 POLICIES = [("none", 0.0), ("anchors", 0.1), ("anchors", 0.25), ("codec", 0.1), ("codec", 0.25),
             ("deviation", 0.1), ("deviation", 0.25), ("random", 0.1), ("random", 0.25)]
-SYSTEM_LEN, QUESTION_LEN, ANSWER_TOKENS = 20, 24, 8
+SYSTEM_LEN, TEMPLATE, CATEGORY, SUFFIX = 20, 8, 3, 17
 
 
 def add_arguments(p):
@@ -44,6 +47,7 @@ def add_arguments(p):
     p.add_argument("--videos", default=DEFAULT_VIDEOS, help="folder of camera clips (default: %(default)s)")
     p.add_argument("--windows", type=int, default=4, help="windows per clip, the first prefilled in full")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.add_argument("--answer-tokens", type=int, default=8, help="answer length bound (default: %(default)s)")
 
 
 def clip_segments(adapter, path: str, n_frames: int) -> list:
@@ -83,11 +87,13 @@ def clip_segments(adapter, path: str, n_frames: int) -> list:
 def run(args) -> int:
     import torch
 
-    from codecsight.errors import SourceError
+    from codecsight.errors import ConfigError, SourceError
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
     from codecsight.prefill.engine import DEFAULT_BUDGET, DEFAULT_POLICY, WindowPrefill
     from codecsight.prefill.window import Window
 
+    if args.windows < 2 or args.answer_tokens < 1:
+        raise ConfigError("--windows must be >= 2 (the first is the full prefill) and --answer-tokens >= 1")
     torch.set_num_threads(args.threads)
     clips = sorted(f for f in os.listdir(args.videos) if f.endswith(".mp4")) if os.path.isdir(args.videos) else []
     if not clips:
@@ -95,8 +101,9 @@ def run(args) -> int:
     adapter = Qwen25VLAdapter.tiny(seed=0, text_config=MEDIUM_TEXT, vision_config=MEDIUM_VISION)
     g = torch.Generator().manual_seed(0)
     system = torch.randint(0, 151643, (SYSTEM_LEN,), generator=g).tolist()
-    questions = [torch.randint(0, 151643, (QUESTION_LEN,), generator=g).tolist() for _ in range(4)]
-    yes_no = (9454, 2753)
+    template, suffix = (torch.randint(0, 151643, (n,), generator=g).tolist() for n in (TEMPLATE, SUFFIX))
+    questions = [template + torch.randint(0, 151643, (CATEGORY,), generator=g).tolist() + suffix for _ in range(4)]
+    yes_no = (9454, 2753)  # any two fixed ids: with random weights P(Yes) only has to be computed the same way
     full, default = ("full", 1.0), (DEFAULT_POLICY, DEFAULT_BUDGET)
     setups = [full] + POLICIES + ([default] if default not in POLICIES else [])
     acc = {s: dict(recomputed=0.0, flops=0, full_flops=0, time=0.0, full_time=0.0, cosine=0.0, n=0) for s in setups}
@@ -128,7 +135,7 @@ def run(args) -> int:
                 a["full_flops"] += stats[s].full_flops
                 a["time"] += times[s] if s != full else full_time
                 a["full_time"] += full_time
-                a["cosine"] += float(torch.cosine_similarity(answers[s], answers[full], dim=0))
+                a["cosine"] += min(1.0, float(torch.cosine_similarity(answers[s], answers[full], dim=0)))
                 a["n"] += 1
             # standing questions on the default policy, from the state before this window: prefill + 1 question,
             # + 4, + 1 again
@@ -136,7 +143,7 @@ def run(args) -> int:
             for qs in (questions[:1], questions, questions[:1]):
                 runner.kv = before[default]
                 start = time.perf_counter()
-                runner.ask(runner.prefill(window)[0], qs, max_new_tokens=ANSWER_TOKENS)
+                runner.ask(runner.prefill(window)[0], qs, max_new_tokens=args.answer_tokens)
                 timed.append(time.perf_counter() - start)
             runner.kv = after
             q1 += (timed[0] + timed[2]) / 2

@@ -15,6 +15,7 @@ none, anchors (key-frame segments first), codec (tokens the codec flags as chang
 deviate most from the cached ones are recomputed), random (control); full recomputes everything. The exact prefix
 (system prompt: same tokens at the same positions) is always reused: its KV is what a full prefill computes.
 A full prefill every `full_every` windows bounds the drift that reuse accumulates.
+Token bookkeeping (slots, positions, masks) lives on the CPU; KV and hidden states stay on the model's device.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def rerotate(adapter, k: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """Move keys (1, heads, n, head_dim) by position deltas (3, n): a rotation by the angles of the delta, which
     composes with the one already applied (exact when `adapter.rerotation_refusal()` is None)."""
-    cos, sin = adapter.rotary(k, delta)
+    cos, sin = adapter.rotary(k, delta.to(k.device))
     return k * cos[:, None] + rotate_half(k) * sin[:, None]
 
 
@@ -104,12 +105,13 @@ def run_layers(adapter, h, positions, mask, cache, layers, deepstack=None):
     """Run hidden states h (1, n, hidden) at positions (3, n) through `layers`; each layer appends its KV of these
     tokens to `cache`. deepstack: (rows of h that are visual, per-layer features for those rows)."""
     blocks = adapter.language_model().layers
-    pos_emb = adapter.rotary(h, positions)
+    pos_emb = adapter.rotary(h, positions.to(h.device))
+    mask = mask.to(h.device) if mask is not None else None
     for i in layers:
         h = blocks[i](h, attention_mask=mask, position_embeddings=pos_emb, past_key_values=cache)
         if deepstack is not None and i < len(deepstack[1]):
             rows, feats = deepstack
-            h = h.index_add(1, rows, feats[i][None].to(h.dtype))
+            h = h.index_add(1, rows.to(h.device), feats[i][None].to(h.dtype))
     return h
 
 
@@ -161,9 +163,9 @@ class WindowPrefill:
         cfg = self.adapter.config.get_text_config()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         shape = (1, cfg.num_key_value_heads, len(lay), head_dim)
-        dtype = lay.embeds.dtype
-        return ([torch.empty(shape, dtype=dtype) for _ in range(self.n_layers)],
-                [torch.empty(shape, dtype=dtype) for _ in range(self.n_layers)])
+        like = dict(dtype=lay.embeds.dtype, device=lay.embeds.device)
+        return ([torch.empty(shape, **like) for _ in range(self.n_layers)],
+                [torch.empty(shape, **like) for _ in range(self.n_layers)])
 
     def _stage(self, lay: Layout, active: torch.Tensor, K, V, layers: range, h=None) -> torch.Tensor:
         """Compute the `active` tokens through `layers`, the others' KV taken from K, V (updated in place)."""
@@ -226,7 +228,7 @@ class WindowPrefill:
             rows = candidates[slots].nonzero().flatten()
             deviation = (self.adapter.values(c, h[:, rows]) - V[c][:, :, slots[rows]]).square().sum(dim=(0, 1, 3))
             refresh = torch.zeros(L, dtype=torch.bool)
-            refresh[slots[rows[deviation.topk(k).indices]]] = True
+            refresh[slots[rows[deviation.topk(k).indices.cpu()]]] = True
             active = ~reused | refresh
             self._stage(lay, active, K, V, range(c, N), h=h[:, active[first]])
             spec = llm_spec(self.adapter.config)
@@ -267,7 +269,9 @@ class WindowPrefill:
     def ask(self, kv: WindowKV, questions: list[list[int]], max_new_tokens: int = 8) -> list[Answer]:
         """Answer standing questions on one window's KV. The questions run side by side in one sequence after the
         window, each seeing the window and its own tokens only (a fork of the cache per question, computed in one
-        batch): the frames are prefilled once, and each question adds only its own tokens and answer."""
+        batch): the frames are prefilled once, and each question adds only its own tokens and answer. A prefix
+        common to all questions (a shared template such as "Describe the frames and determine if they show") is
+        computed once and seen by all."""
         if max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if not questions or not all(questions):
@@ -275,17 +279,23 @@ class WindowPrefill:
         yes, no = self.yes_no if self.yes_no is not None else self.adapter.yes_no_ids()
         stop = self.adapter.stop_ids()
         layers = range(self.n_layers)
+        shared = 0  # common prefix, leaving each question at least its last token (its logits answer it)
+        while shared < min(map(len, questions)) - 1 and len({q[shared] for q in questions}) == 1:
+            shared += 1
         lengths = torch.tensor([len(q) for q in questions])
-        # every key's (question, order within it); the window's keys belong to no question (-1) and are seen by all
-        owner = torch.cat([torch.full((len(kv),), -1), torch.repeat_interleave(torch.arange(len(questions)), lengths)])
-        order = torch.cat([torch.zeros(len(kv), dtype=torch.long), *[torch.arange(n) for n in lengths.tolist()]])
+        # Each key's owner (-1: the window and the shared prefix, else its question) and order (its position past
+        # the window's cursor; -1 for the window). A query sees keys of its own or no owner, up to its own order.
+        owner = torch.cat([torch.full((len(kv) + shared,), -1),
+                           torch.repeat_interleave(torch.arange(len(questions)), lengths - shared)])
+        order = torch.cat([torch.full((len(kv),), -1), torch.arange(shared),
+                           *[torch.arange(shared, n) for n in lengths.tolist()]])
         q_owner, q_order = owner[len(kv):], order[len(kv):]
         cache = DynamicCache(ddp_cache_data=list(zip(kv.k, kv.v)))  # the layers append to copies: kv stays as is
-        h = self.adapter.embed_text([t for q in questions for t in q])[None]
-        ends = lengths.cumsum(0) - 1
+        h = self.adapter.embed_text(questions[0][:shared] + [t for q in questions for t in q[shared:]])[None]
+        ends = shared + (lengths - shared).cumsum(0) - 1
         ids, done = [[] for _ in questions], [False] * len(questions)
         for step in range(max_new_tokens):
-            seen = (owner[None] == -1) | ((owner[None] == q_owner[:, None]) & (order[None] <= q_order[:, None]))
+            seen = ((owner[None] == -1) | (owner[None] == q_owner[:, None])) & (order[None] <= q_order[:, None])
             mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
             h = run_layers(self.adapter, h, (kv.cursor + q_order).expand(3, -1), mask, cache, layers)
             logits = self.adapter.logits(h[0, ends]).float()

@@ -22,7 +22,8 @@ class Segment:
 
     key: identity across windows (e.g. the index of its first sampled frame); the runtime gives a re-encoded
     temporal patch a new key. embeds: (n, hidden) in raster order of the tokens present; coords: (n, 2) long
-    (row, col) of each on the full token grid (rows, cols). seconds: stream time of the temporal patch.
+    (row, col) of each on the full token grid (rows, cols); the temporal coordinate is the segment's place in
+    its window, which the position planner numbers. seconds: stream time of the temporal patch.
     anchor: a key-frame segment (the `anchors` policy recomputes these first).
     changed: (n,) bool, set by the runtime from the codec change map: tokens whose visual content changed, so their
     KV leans most on the context the slide removed (the `codec` policy recomputes these first).
@@ -43,6 +44,15 @@ class Segment:
     def full_coords(rows: int, cols: int) -> torch.Tensor:
         r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
         return torch.stack([r.flatten(), c.flatten()], dim=1)
+
+    @classmethod
+    def from_encoded(cls, key: Hashable, encoded, **kwargs) -> "Segment":
+        """From the vision side's EncodedPatch (codecsight.vision.encoder): the tokens it encoded, at their
+        raster indices on its grid. kwargs: seconds, anchor, changed."""
+        cols = encoded.grid[1]
+        index = encoded.token_index.long()
+        return cls(key, encoded.embeds, torch.stack([index // cols, index % cols], dim=1), tuple(encoded.grid),
+                   deepstack=list(encoded.deepstack) or None, **kwargs)
 
     def __post_init__(self):
         n = self.embeds.shape[0]

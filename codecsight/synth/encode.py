@@ -18,8 +18,7 @@ class Encoding:
 
 def yuv420p(rgb: np.ndarray) -> np.ndarray:
     """RGB (H, W, 3) uint8 -> planar YUV 4:2:0 (H * 3 / 2, W), BT.601 limited range, as cameras send. Our own
-    conversion: swscale's first conversion in a process rounds differently from later ones, which made the
-    videos depend on what the process had done before."""
+    conversion keeps the encoder's input a pure function of the seed, whatever swscale build or state."""
     x = rgb.astype(np.float32)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     y = 16 + 0.2568 * r + 0.5041 * g + 0.0979 * b

@@ -128,7 +128,7 @@ def _new_object(rng, split, style, oid, kinds=KINDS) -> Obj:
     kind = str(rng.choice(kinds))
     colours = list(COLOURS)
     if split == "heldout" and rng.random() < 0.5:  # make the unseen combinations common
-        unseen = [c for c, k in HELDOUT_COMBOS if k == kind]
+        unseen = [c for c, k in sorted(HELDOUT_COMBOS) if k == kind]  # sorted: set order varies by process
         colour = str(rng.choice(unseen)) if unseen else str(rng.choice(colours))
     else:
         allowed = [c for c in colours if split == "heldout" or (c, kind) not in HELDOUT_COMBOS]

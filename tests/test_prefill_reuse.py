@@ -179,6 +179,23 @@ def test_codec_policy_recomputes_changed_tokens_first():
     assert stats.refreshed == 0
 
 
+def test_vlcache_recomputes_the_first_tokens_of_every_reused_segment(monkeypatch):
+    a = tiny(Qwen25VLAdapter)
+    segs = segments(a, 8)  # 12 tokens each; the second window reuses segments 2..5
+    picked = []
+    original = WindowPrefill._choose
+
+    def spy(self, lay, candidates, k):
+        refresh = original(self, lay, candidates, k)
+        picked.extend(lay.keys[i] for i in refresh.nonzero().flatten().tolist())
+        return refresh
+
+    monkeypatch.setattr(WindowPrefill, "_choose", spy)
+    stats = slide(a, "vlcache", 0.25, segs)[-1][2]
+    assert stats.refreshed == 4 * 3  # ceil(0.25 * 12) per reused segment
+    assert sorted(picked) == sorted((seg, 0, c) for seg in range(2, 6) for c in range(3))  # first row, first 3
+
+
 def test_bad_settings_are_config_errors():
     a = tiny(Qwen25VLAdapter)
     for kwargs in ({"policy": "lru"}, {"budget": 1.5}, {"full_every": 0}, {"policy": "deviation", "check_layer": 2}):

@@ -12,14 +12,17 @@ features to the visual tokens that are computed.
 Refresh policies, each with a budget (fraction of the reused tokens that may be recomputed):
 none, anchors (key-frame segments first), codec (tokens the codec flags as changed, then anchors), deviation
 (CacheBlend: the first `check_layer` layers run for all tokens, then the reused tokens whose values at that layer
-deviate most from the cached ones are recomputed), random (control); full recomputes everything. The exact prefix
+deviate most from the cached ones are recomputed), vlcache (VLCache: the first `budget` of the tokens of every
+reused segment), random (control); full recomputes everything. The exact prefix
 (system prompt: same tokens at the same positions) is always reused: its KV is what a full prefill computes.
 A full prefill every `full_every` windows bounds the drift that reuse accumulates.
 Token bookkeeping (slots, positions, masks) lives on the CPU; KV and hidden states stay on the model's device.
 """
 from __future__ import annotations
 
+import math
 import warnings
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -30,7 +33,7 @@ from codecsight.errors import ConfigError
 from codecsight.flops import count_flops, llm_spec, prefill_work
 from codecsight.prefill.window import Layout, Window, build_layout
 
-POLICIES = ("full", "none", "anchors", "codec", "deviation", "random")
+POLICIES = ("full", "none", "anchors", "codec", "deviation", "random", "vlcache")
 DEFAULT_POLICY, DEFAULT_BUDGET = "codec", 0.1  # what the runtime uses; measured in `codecsight bench prefill`
 
 
@@ -251,6 +254,16 @@ class WindowPrefill:
         idx = candidates.nonzero().flatten()
         if self.policy == "random":
             pick = idx[torch.randperm(len(idx), generator=self.rng)[:k]]
+        elif self.policy == "vlcache":  # VLCache: the first `budget` of every reused segment, in sequence order
+            idx = idx[lay.visual[idx]]
+            owner = [lay.keys[i][0] for i in idx.tolist()]
+            size = Counter(owner)
+            taken: Counter = Counter()
+            keep = []
+            for j, o in enumerate(owner):
+                taken[o] += 1
+                keep.append(taken[o] <= math.ceil(self.budget * size[o]))
+            pick = idx[torch.tensor(keep, dtype=torch.bool)] if keep else idx
         elif self.policy in ("anchors", "codec"):
             score = lay.anchor[idx].long()
             if self.policy == "codec":

@@ -62,7 +62,7 @@ METHODS = {
     "stc": Method("stc", select="stc", retention=0.25),
     "reuse-none": Method("reuse-none", kv_policy="none"),
     "cacheblend": Method("cacheblend", kv_policy="deviation", kv_budget=0.15),
-    "vlcache": Method("vlcache", kv_policy="random", kv_budget=0.05),
+    "vlcache": Method("vlcache", kv_policy="vlcache", kv_budget=0.05),
 }
 
 

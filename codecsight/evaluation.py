@@ -143,6 +143,7 @@ def meta_defaults(labels_path: str) -> dict:
 def run(args) -> int:
     import torch
 
+    from codecsight.bench import write_json
     from codecsight.errors import ConfigError
     from codecsight.models import load_adapter
     from codecsight.runtime import method
@@ -171,7 +172,5 @@ def run(args) -> int:
         print(f"  {t:12s} F1 {q['f1']:.3f}  support {q['support']}")
     for name, err in result["failed"].items():
         print(f"  stream {name} failed: {err}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0

@@ -7,12 +7,12 @@ same run. A PNG plots F1 against the FLOPs fraction, one point per method and kn
 """
 from __future__ import annotations
 
-import json
 import os
+
+from codecsight.bench import DEFAULT_VIDEOS, write_json
 import tempfile
 import time
 
-DEFAULT_VIDEOS = os.path.join("..", "shared", "data", "videos")
 METHODS = ["full", "codecsight", "codecsight-vit", "codecsight-kv", "codecsight-drop", "uniform", "evs", "pixel",
            "stc", "reuse-none", "cacheblend", "vlcache", "codecsight:kv_budget=0.25",
            "codecsight:vit_mode=context"]
@@ -93,11 +93,7 @@ def run(args) -> int:
               "notes": "fractions and ratios against full in the same run; F1 is window-level, Yes = positive; "
                        "time is wall time of the whole pipeline (decode, ViT, prefill, answers)"}
     print_table(result)
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     plot = args.plot or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
     if plot:
         draw(rows, plot)

@@ -23,16 +23,13 @@ Takes about 10 minutes on one core.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
-DEFAULT_VIDEOS = os.path.join("..", "shared", "data", "videos")
+from codecsight.bench import common_arguments, medium, write_json
+
 SIZE = (252, 448)  # model input (height, width): 9 x 16 tokens of 28 px
 FPS, WINDOW, STRIDE = 2.0, 16, 4  # sampling rate, frames per window, frames per slide
-MEDIUM_TEXT = dict(hidden_size=1024, intermediate_size=5504, num_hidden_layers=8, num_attention_heads=8,
-                   num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-                   rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]})
 MEDIUM_VISION = dict(depth=2, hidden_size=128, intermediate_size=256, num_heads=2, out_hidden_size=1024,
                      fullatt_block_indexes=[1], window_size=112, tokens_per_second=2)
 CONFIG = ("qwen2_5_vl random weights: LLM 8 layers, hidden 1024, 8 heads x 128, 2 KV heads, MLP 5504, "
@@ -43,8 +40,7 @@ SYSTEM_LEN, TEMPLATE, CATEGORY, SUFFIX = 20, 8, 3, 17
 
 
 def add_arguments(p):
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--videos", default=DEFAULT_VIDEOS, help="folder of camera clips (default: %(default)s)")
+    common_arguments(p)
     p.add_argument("--windows", type=int, default=4, help="windows per clip, the first prefilled in full")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     p.add_argument("--answer-tokens", type=int, default=8, help="answer length bound (default: %(default)s)")
@@ -98,7 +94,7 @@ def run(args) -> int:
     clips = sorted(f for f in os.listdir(args.videos) if f.endswith(".mp4")) if os.path.isdir(args.videos) else []
     if not clips:
         raise SourceError(f"no .mp4 clips in {args.videos}")
-    adapter = Qwen25VLAdapter.tiny(seed=0, text_config=MEDIUM_TEXT, vision_config=MEDIUM_VISION)
+    adapter = Qwen25VLAdapter.tiny(seed=0, text_config=medium.TEXT, vision_config=MEDIUM_VISION)
     g = torch.Generator().manual_seed(0)
     system = torch.randint(0, 151643, (SYSTEM_LEN,), generator=g).tolist()
     template, suffix = (torch.randint(0, 151643, (n,), generator=g).tolist() for n in (TEMPLATE, SUFFIX))
@@ -164,7 +160,5 @@ def run(args) -> int:
         print(f"{r['policy']:<10} {r['budget']:>6.2f} {r['recomputed_fraction']:>7.3f} "
               f"{r['prefill_flops_fraction']:>7.3f} {r['time_ratio']:>7.3f} {r['logits_cosine']:>9.5f}{mark}")
     print(f"4 questions vs 1: time x{result['questions_4_vs_1_time_ratio']:.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return 0

@@ -19,23 +19,20 @@ indicative only, not accuracy.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
-DEFAULT_VIDEOS = os.path.join("..", "shared", "data", "videos")
+from codecsight.bench import common_arguments, medium, write_json
+
 WINDOW = 16  # frames
 SIZE = (448, 448)
-MEDIUM = dict(depth=8, hidden_size=640, num_heads=10, intermediate_size=1710, out_hidden_size=2048,
-              fullatt_block_indexes=[7], window_size=112)
 CONFIG_TEXT = ("Qwen2.5-VL ViT, medium random weights: depth 8 (full attention at layer 7, else 112 px windows), "
-               "hidden 640, 10 heads, gated MLP 1710, merger 2560->2048; 2 fps, 448x448, 16-frame windows, "
+               "hidden 640, 10 heads, gated MLP 1710, merger 2560->1024; 2 fps, 448x448, 16-frame windows, "
                "masks: ChangeMap + TokenPlanner defaults")
 
 
 def add_arguments(p):
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--videos", default=DEFAULT_VIDEOS, help="folder of camera clips (default: %(default)s)")
+    common_arguments(p)
     p.add_argument("--windows", type=int, default=3, help="16-frame windows per clip, from its start (default 3)")
     p.add_argument("--repeats", type=int, default=2, help="timing repeats per window; the best is kept")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -153,7 +150,7 @@ def run(args) -> int:
     clips = sorted(f for f in os.listdir(args.videos) if f.endswith(".mp4")) if os.path.isdir(args.videos) else []
     if not clips:
         raise SourceError(f"no .mp4 clips in {args.videos}")
-    adapter = Qwen25VLAdapter.tiny(seed=0, vision_config=MEDIUM)
+    adapter = Qwen25VLAdapter.tiny(seed=0, vision_config=medium.VISION)
     rows = [bench_clip(adapter, os.path.join(args.videos, c), args.windows, args.repeats) for c in clips]
     flop_error = flop_counter_max_rel_error(cls.tiny(seed=0).model for cls in
                                             (Qwen25VLAdapter, Qwen3VLAdapter, InternVL3Adapter))
@@ -166,7 +163,5 @@ def run(args) -> int:
               f"{r['kept_cosine']:6.3f} {c['vit_flops_fraction']:9.3f} {c['vit_time_ratio']:8.3f} "
               f"{c['kept_cosine']:7.3f} {r['full_seconds']:7.2f}")
     print(f"FLOP counter max relative error: {flop_error:.4f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": CONFIG_TEXT, "clips": rows, "flop_counter_max_rel_error": flop_error}, f, indent=2)
+    write_json(args.json, {"config": CONFIG_TEXT, "clips": rows, "flop_counter_max_rel_error": flop_error})
     return 0

@@ -180,12 +180,11 @@ class StreamPipeline:
     # ---- after the ViT ----------------------------------------------------------------------------------
 
     def encoded(self, patch: EncodedPatch, vit_seconds: float) -> list[Event]:
-        number, frames, keep = self._pending.popleft()
+        number, frames, keep = self._pending.popleft()  # requests come back in the order they were made
         if number == 1:
-            self._t0 = frames[0].signal.pts  # requests come back in the order they were made
+            self._t0 = frames[0].signal.pts
         c = self.counters
         c.seconds["vit"] += vit_seconds
-        kept = np.ones(self.grid, bool) if keep is None else keep
         # a request may be encoded in full although a mask was given (no cache yet): count what ran
         ran = np.zeros(self.grid[0] * self.grid[1], bool)
         ran[patch.token_index.numpy()] = True

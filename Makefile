@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/codecsight probe $(VIDEOS)/intel_car-detection.mp4 --heatmap demo-heatmap.png
+	$(BIN)/codecsight watch $(VIDEOS)/intel_one-by-one-person-detection.mp4 --ask "Is there a person?" \
+		--compare full --jsonl demo-events.jsonl
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -13,6 +13,7 @@ from codecsight.bench import DEFAULT_VIDEOS, write_json
 import tempfile
 import time
 
+BUDGET_MATCHED = ("uniform", "evs")  # run at the token share CodecSight achieves in the same run
 METHODS = ["full", "codecsight", "codecsight-vit", "codecsight-kv", "codecsight-drop", "uniform", "evs", "pixel",
            "stc", "reuse-none", "cacheblend", "vlcache", "codecsight:kv_budget=0.25",
            "codecsight:vit_mode=context"]
@@ -31,6 +32,8 @@ def add_arguments(p):
                    help="model for the real-clip throughput: medium random weights with real proportions "
                         "(compute dominates, as for real models), or the reference VLM")
     p.add_argument("--clip-size", type=int, default=336, help="square input side for the real clips")
+    p.add_argument("--clip-methods", default="full,codecsight,uniform,evs,pixel,stc,cacheblend",
+                   help="methods timed on the real clips (full first)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
 
 
@@ -57,7 +60,9 @@ def run(args) -> int:
     from codecsight.models import load_adapter
 
     torch.set_num_threads(args.threads)
-    specs = ["full"] + [m for m in args.methods.split(",") if m and m != "full"]
+    # full first (the base of every fraction), codecsight next: the budget-matched peers take its token share
+    asked = [m for m in args.methods.split(",") if m and m not in ("full", "codecsight")]
+    specs = ["full", "codecsight"] + asked
     adapter = load_adapter(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -71,6 +76,8 @@ def run(args) -> int:
         labels, meta = read_labels(labels_path), meta_defaults(labels_path)
         rows, base = [], None
         for spec in specs:
+            if spec in BUDGET_MATCHED and len(rows) > 1:
+                spec = f"{spec}:retention={max(0.05, round(rows[1]['tokens_fraction'], 3))}"
             print(f"{spec} on {len({r['video'] for r in labels})} labelled streams ...", flush=True)
             row, cost = evaluate(adapter, labels, data, spec, meta["rate"], meta["window"], meta["stride"],
                                  base=base)
@@ -84,7 +91,8 @@ def run(args) -> int:
 
             clip_model = medium_adapter()
         side = clip_model.geometry.snap(args.clip_size, args.clip_size)
-        throughput = clip_throughput(clip_model, specs, args.videos, args.clip_seconds, side)
+        throughput = clip_throughput(clip_model, [m for m in args.clip_methods.split(",") if m], args.videos,
+                                     args.clip_seconds, side)
     from codecsight.bench.medium import DESCRIPTION
 
     result = {"model": args.model or "bundled reference VLM", "data": args.data or f"generated held-out, "

@@ -138,3 +138,31 @@ def test_watch_rejects_bad_parameters(adapter, clip8s, tmp_path, capsys):
     assert "multiples of 2" in capsys.readouterr().err
     assert main(["watch", clip8s, "--model", str(model_dir), "--method", "nope"]) == 2
     assert main(["watch", clip8s, "--model", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "internvl3"])
+def test_every_family_and_hevc_run_through_the_same_runtime(family, clip8s, clip_dir):
+    """The runtime never asks which family it drives: Qwen3-VL (deepstack) and InternVL3 (1-frame temporal
+    patches, 1-D RoPE) run the same pipelines, on H.264 and on HEVC, and with nothing pruned equal full compute."""
+    from tiny import WORDS
+
+    from codecsight.models.internvl3 import InternVL3Adapter
+    from codecsight.models.qwen3_vl import Qwen3VLAdapter
+    from codecsight.reference.model import word_tokenizer
+
+    ad = {"qwen3_vl": Qwen3VLAdapter, "internvl3": InternVL3Adapter}[family].tiny()
+    ad.tokenizer = word_tokenizer(WORDS)
+    hevc = moving_square_clip(str(clip_dir / "square80_hevc.mp4"), n=80, codec="libx265")
+    eng = Engine(ad, [method("codecsight"), method("full"), method("codecsight:kv_policy=full,select=all")],
+                 [Q], fps=2.0)
+    eng.add_stream(clip8s, "h264")
+    eng.add_stream(hevc, "hevc")
+    events = []
+    reports = eng.run(events.append)
+    for r in reports:
+        c, f = r.counters["codecsight"], r.counters["full"]
+        assert not r.error and c.windows == f.windows == 5
+        assert c.tokens_encoded < 0.5 * c.tokens and c.llm_flops < 0.7 * f.llm_flops
+    full = {(e.stream, e.window): e.p_yes for e in events if e.method == "full"}
+    same = {(e.stream, e.window): e.p_yes for e in events if e.method.startswith("codecsight:")}
+    assert same.keys() == full.keys() and all(abs(same[k] - full[k]) < 1e-5 for k in full)

@@ -50,6 +50,11 @@ class InternVL3Adapter(ModelAdapter):
     def vit_out_dim(self) -> int:
         return self.config.text_config.hidden_size
 
+    def default_input_hw(self) -> tuple[int, int]:
+        """One square tile of the vision tower's size (frames are resized to it whole; no tiling)."""
+        side = self.config.vision_config.image_size[0]
+        return side, side
+
     def pixel_values(self, frames):
         side = self.config.vision_config.image_size[0]
         if np.asarray(frames).shape[1:3] != (side, side):

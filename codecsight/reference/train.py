@@ -1,6 +1,7 @@
 """Train the reference VLM on synthetic labelled streams (CPU, resumable).
 
     python -m codecsight.reference.train --data out/data/train --heldout out/data/heldout --minutes 60
+    (continue from the bundled weights in a later session: add --init codecsight/reference_model)
 
 Each window is decoded and sampled exactly as the runtime does (2 fps, the model's input size), laid out by the
 runtime's own window layout and position planner, and every standing question of the window is answered from one
@@ -149,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=150, help="steps between held-out reports")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
+                   "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -156,6 +159,8 @@ def main(argv=None) -> int:
     random.seed(args.seed)
 
     adapter = build(args.seed)
+    if args.init:
+        adapter.model.load_state_dict(load_adapter(args.init).model.state_dict())
     adapter.model.train()
     opt = torch.optim.AdamW(adapter.model.parameters(), lr=args.lr, weight_decay=0.01)
     step, spent, best = 0, 0.0, -1.0

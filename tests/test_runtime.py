@@ -166,3 +166,18 @@ def test_every_family_and_hevc_run_through_the_same_runtime(family, clip8s, clip
     full = {(e.stream, e.window): e.p_yes for e in events if e.method == "full"}
     same = {(e.stream, e.window): e.p_yes for e in events if e.method.startswith("codecsight:")}
     assert same.keys() == full.keys() and all(abs(same[k] - full[k]) < 1e-5 for k in full)
+
+
+def test_live_stream_that_outruns_the_model_degrades_explicitly(adapter, clip_dir):
+    """A live source cannot wait: with a small queue the engine skips due windows while it is behind and the
+    reader drops samples it cannot queue; both are counted, memory stays bounded, answers still come."""
+    long = moving_square_clip(str(clip_dir / "square400.mp4"), n=400)  # 40 s: 80 samples, 40 patches
+    eng = Engine(adapter, [method("full")], [Question("is there a red object ?", window=4, stride=2)], fps=2.0,
+                 input_hw=HW, queue_size=4, batch=1)
+    eng.add_stream(long, "cam", live=True)
+    events = []
+    reports = eng.run(events.append)
+    c, r = reports[0].counters["full"], reports[0]
+    assert r.samples_dropped + c.windows_skipped > 0  # it fell behind, and said so
+    assert c.samples + r.samples_dropped == 80  # every sample was either processed or counted as dropped
+    assert c.windows == len(events) > 0

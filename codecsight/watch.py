@@ -80,8 +80,8 @@ def run(args) -> int:
         if e.method != methods[0].name or (args.quiet and not e.yes):
             return
         mark = "YES" if e.yes else "no "
-        print(f"[{e.stream}] {e.start:7.1f}-{e.end:7.1f}s  {mark}  p={e.p_yes:.2f}  {e.question}  -> {e.answer!r}",
-              flush=True)
+        text = f"  -> {e.answer!r}" if e.answer else ""  # a model may answer with tokens that have no text
+        print(f"[{e.stream}] {e.start:7.1f}-{e.end:7.1f}s  {mark}  p={e.p_yes:.2f}  {e.question}{text}", flush=True)
 
     def on_progress(reports):
         if sys.stderr.isatty():

@@ -83,32 +83,17 @@ class LLMSpec:
     vocab: int
 
 
-def _side(x) -> int:
+def side(x) -> int:
+    """A config size that may be given as (h, w) or as one number."""
     return int(x[0] if isinstance(x, (list, tuple)) else x)
 
 
 def tower_spec(config) -> TowerSpec:
-    """Read the vision tower's widths from a full model config (Qwen2.5-VL, Qwen3-VL or InternVL)."""
-    v = config.vision_config
-    kind = config.model_type
-    if kind in ("qwen2_5_vl", "qwen3_vl"):
-        patch_in = v.in_channels * _side(v.temporal_patch_size) * _side(v.patch_size) ** 2
-        wide = v.hidden_size * v.spatial_merge_size**2
-        merger = ((wide, wide), (wide, v.out_hidden_size))
-        if kind == "qwen2_5_vl":
-            full_layers = len(set(v.fullatt_block_indexes) & set(range(v.depth)))
-            return TowerSpec(v.depth, v.hidden_size, v.intermediate_size, 3, patch_in, v.spatial_merge_size, merger,
-                             window=v.window_size // v.spatial_merge_size // _side(v.patch_size),
-                             window_layers=v.depth - full_layers)
-        return TowerSpec(v.depth, v.hidden_size, v.intermediate_size, 2, patch_in, v.spatial_merge_size, merger,
-                         mergers=1 + len(v.deepstack_visual_indexes))
-    if kind == "internvl":
-        merge = round(1 / config.downsample_ratio)
-        text = config.text_config.hidden_size
-        return TowerSpec(v.num_hidden_layers, v.hidden_size, v.intermediate_size, 2,
-                         v.num_channels * _side(v.patch_size) ** 2, merge,
-                         ((v.hidden_size * merge**2, text), (text, text)), cls=1)
-    raise ConfigError(f"FLOP counting: model type {kind!r} is not supported")
+    """The vision tower's widths, read from a full model config by its family's adapter (the one place that
+    knows a family's tower)."""
+    from codecsight.models.base import family_of
+
+    return family_of(config).tower_spec(config)
 
 
 def llm_spec(config) -> LLMSpec:
@@ -356,7 +341,7 @@ def flop_counter_errors(model, grid: tuple[int, int] = (5, 7), temporal_patches:
     run = _qwen_vision
     if config.model_type == "internvl":  # InternVL's image path takes square tiles of the configured size
         v = config.vision_config
-        run, grid = _internvl_vision, (_side(v.image_size) // (_side(v.patch_size) * tower_spec(config).merge),) * 2
+        run, grid = _internvl_vision, (side(v.image_size) // (side(v.patch_size) * tower_spec(config).merge),) * 2
     full = [np.ones(grid, bool)] * temporal_patches
     subset = [rng.random(grid) < 0.4 for _ in range(temporal_patches)]
     subset[0].flat[0] = True  # at least one token runs

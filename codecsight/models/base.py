@@ -16,6 +16,16 @@ from codecsight.geometry import TokenGeometry
 _FAMILIES: dict[str, type["ModelAdapter"]] = {}
 
 
+def family_of(config) -> type["ModelAdapter"]:
+    """The adapter class of a model config (by its model_type)."""
+    import codecsight.models.families  # noqa: F401  (registers the families)
+
+    if config.model_type not in _FAMILIES:
+        raise ConfigError(f"model type {config.model_type!r} is not supported "
+                          f"(supported: {', '.join(sorted(_FAMILIES))})")
+    return _FAMILIES[config.model_type]
+
+
 def register(cls: type["ModelAdapter"]) -> type["ModelAdapter"]:
     for model_type in cls.model_types:
         _FAMILIES[model_type] = cls
@@ -66,6 +76,11 @@ class ModelAdapter:
                 os.path.isfile(os.path.join(id_or_path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
             tokenizer = transformers.AutoTokenizer.from_pretrained(id_or_path)
         return cls(model, tokenizer)
+
+    @classmethod
+    def tower_spec(cls, config):
+        """The vision tower's widths (`codecsight.flops.TowerSpec`) for FLOP counting."""
+        raise NotImplementedError
 
     @classmethod
     def tiny(cls, seed: int = 0, **overrides) -> "ModelAdapter":

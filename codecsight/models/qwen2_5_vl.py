@@ -13,6 +13,19 @@ class Qwen25VLAdapter(ModelAdapter):
     geometry = QWEN2_5_VL
 
     # ---- vision side --------------------------------------------------------------------------------------
+
+    @classmethod
+    def tower_spec(cls, config):
+        from codecsight.flops import TowerSpec, side
+
+        v = config.vision_config
+        wide = v.hidden_size * v.spatial_merge_size**2
+        full_layers = len(set(v.fullatt_block_indexes) & set(range(v.depth)))
+        return TowerSpec(v.depth, v.hidden_size, v.intermediate_size, 3,
+                         v.in_channels * side(v.temporal_patch_size) * side(v.patch_size) ** 2, v.spatial_merge_size,
+                         ((wide, wide), (wide, v.out_hidden_size)),
+                         window=v.window_size // v.spatial_merge_size // side(v.patch_size),
+                         window_layers=v.depth - full_layers)
     config_class = "Qwen2_5_VLConfig"
     model_class = "Qwen2_5_VLForConditionalGeneration"
     mean, std = CLIP_MEAN, CLIP_STD

@@ -14,6 +14,16 @@ class Qwen3VLAdapter(ModelAdapter):
     geometry = QWEN3_VL
 
     # ---- vision side --------------------------------------------------------------------------------------
+
+    @classmethod
+    def tower_spec(cls, config):
+        from codecsight.flops import TowerSpec, side
+
+        v = config.vision_config
+        wide = v.hidden_size * v.spatial_merge_size**2
+        return TowerSpec(v.depth, v.hidden_size, v.intermediate_size, 2,
+                         v.in_channels * side(v.temporal_patch_size) * side(v.patch_size) ** 2, v.spatial_merge_size,
+                         ((wide, wide), (wide, v.out_hidden_size)), mergers=1 + len(v.deepstack_visual_indexes))
     # The ViT blocks, rotary and merger are Qwen2.5-VL's (without windows); added: a learned position table
     # resampled to each grid, and deepstack mergers tapping intermediate layers.
     config_class = "Qwen3VLConfig"

@@ -22,59 +22,43 @@ from codecsight.signals.source import describe, open_container, stream_info, vid
 PICT_TYPES = {1: "I", 2: "P", 3: "B"}
 
 
-@dataclass
-class Vectors:
-    """One P/B-frame's exported motion vectors, compacted while decoding: how many vectors each macroblock has
-    (none: intra), and the non-zero ones as (macroblock, dx, dy) rows in px."""
+def blocks_from_vectors(frames: list[bytes | None], shape: tuple[int, int], all_intra: bool = False):
+    """Per-macroblock (max |MV| px, mean MV px, intra) over one or more P/B-frames' exported motion vectors: each
+    a copy of FFmpeg's AVMotionVector records (None: a frame that exported none, so every block of it is intra).
 
-    count: np.ndarray  # (rows * cols,) int64
-    moves: np.ndarray  # (k, 3) float32
-
-
-def compact_vectors(side_data, shape: tuple[int, int]) -> Vectors:
-    """Read FFmpeg's AVMotionVector records (40 bytes each, libavutil/motion_vector.h, stable since FFmpeg 3) in
-    place as five little-endian int64 words: [source | w, h, src_x] [src_y, dst_x, dst_y] [flags]
-    [motion_x | motion_y] [motion_scale]. Word-wise integer arithmetic on contiguous columns is several times faster
-    than structured-dtype fields, and this runs for every decoded frame. Most vectors are zero (static
-    background): only the non-zero ones are kept. Vectors to a future reference (source > 0) are negated so that
-    they read as motion from the past."""
+    Runs once per sample over every frame folded into it, in one vectorised pass: per-frame numpy calls would cost
+    more than decoding a small frame. The records (40 bytes each, libavutil/motion_vector.h, stable since FFmpeg 3)
+    are read in place as five little-endian int64 words: [source | w, h, src_x] [src_y, dst_x, dst_y] [flags]
+    [motion_x | motion_y] [motion_scale]; integer arithmetic on those columns is several times faster than
+    structured-dtype fields. Most vectors are zero (static background): only the non-zero ones are reduced.
+    Vectors to a future reference (source > 0) are negated so that they read as motion from the past. A macroblock
+    with no vector in some frame is intra."""
     rows, cols = shape
     n = rows * cols
-    w = np.frombuffer(side_data, np.int64).reshape(-1, 5)
-    mb = ((w[:, 1] >> 36) & 0xFFF) * cols + ((w[:, 1] >> 20) & 0xFFF)  # (dst_y >> 4) * cols + (dst_x >> 4)
-    if len(mb) and mb.max() >= n:  # block centres lie in the coded frame; never index past the grid
-        mb = np.minimum((w[:, 1] >> 36) & 0xFFF, rows - 1) * cols + np.minimum((w[:, 1] >> 20) & 0xFFF, cols - 1)
-    count = np.bincount(mb, minlength=n)
-    nz = np.flatnonzero(w[:, 3])
-    moves = np.empty((len(nz), 3), np.float32)
-    if len(nz):
-        v = w[nz]
-        sign = np.where(((v[:, 0] << 32) >> 32) > 0, -1.0, 1.0) / (v[:, 4] & 0xFFFF)
-        moves[:, 0] = mb[nz]
-        moves[:, 1] = ((v[:, 3] << 32) >> 32) * sign  # motion_x, sign-extended low half
-        moves[:, 2] = (v[:, 3] >> 32) * sign  # motion_y
-    return Vectors(count, moves)
-
-
-def blocks_from_vectors(frames: list[Vectors | None], shape: tuple[int, int], all_intra: bool = False):
-    """Per-macroblock (max |MV| px, mean MV px, intra) over one or more P/B-frames (None: a frame that exported no
-    vector, so every block of it is intra). Runs once per sample over every frame folded into it. A macroblock
-    with no vector in some frame is intra."""
-    n = shape[0] * shape[1]
-    parts = [f for f in frames if f is not None]
+    parts = [f for f in frames if f]
     all_intra = all_intra or len(parts) < len(frames)
     if not parts:
         return np.zeros(shape, np.float32), np.zeros(shape + (2,), np.float32), np.ones(shape, bool)
-    intra = np.logical_or.reduce([f.count == 0 for f in parts]) | all_intra
-    count = np.maximum(np.sum([f.count for f in parts], axis=0), 1)
-    moves = np.concatenate([f.moves for f in parts])
+    w = np.frombuffer(b"".join(parts), np.int64).reshape(-1, 5)
+    y, x = (w[:, 1] >> 36) & 0xFFF, (w[:, 1] >> 20) & 0xFFF  # dst_y >> 4, dst_x >> 4
+    if len(w) and (y.max() >= rows or x.max() >= cols):  # block centres lie in the coded frame; never overflow
+        y, x = np.minimum(y, rows - 1), np.minimum(x, cols - 1)
+    frame = np.repeat(np.arange(len(parts)) * n, [len(p) // 40 for p in parts])
+    mb = y * cols + x
+    per_frame = np.bincount(frame + mb, minlength=len(parts) * n).reshape(len(parts), n)
+    intra = (per_frame == 0).any(axis=0) | all_intra
+    count = np.maximum(per_frame.sum(axis=0), 1)
     mv_max = np.zeros(n, np.float32)
     mean = np.zeros((n, 2), np.float32)
-    if len(moves):
-        where = moves[:, 0].astype(np.intp)
-        np.maximum.at(mv_max, where, np.hypot(moves[:, 1], moves[:, 2]))
-        mean[:, 0] = np.bincount(where, moves[:, 1], n) / count  # zero vectors count towards the mean too
-        mean[:, 1] = np.bincount(where, moves[:, 2], n) / count
+    nz = np.flatnonzero(w[:, 3])
+    if len(nz):
+        v = w[nz]
+        sign = np.where(((v[:, 0] << 32) >> 32) > 0, -1.0, 1.0) / (v[:, 4] & 0xFFFF)
+        dx, dy = ((v[:, 3] << 32) >> 32) * sign, (v[:, 3] >> 32) * sign  # motion_x sign-extended, motion_y
+        where = mb[nz]
+        np.maximum.at(mv_max, where, np.hypot(dx, dy).astype(np.float32))
+        mean[:, 0] = np.bincount(where, dx, n) / count  # zero vectors count towards the mean too
+        mean[:, 1] = np.bincount(where, dy, n) / count
     return mv_max.reshape(shape), mean.reshape(shape + (2,)), intra.reshape(shape)
 
 
@@ -90,7 +74,7 @@ class FrameRecord:
     packet_size: int
     width: int
     height: int
-    vectors: Vectors | None = None  # H.264 P/B-frames: compacted motion vectors, None if it exported none
+    vectors: bytes | None = None  # H.264 P/B-frames: the exported motion vectors, None if it exported none
     blocks: tuple | None = None  # HEVC: (mv_max, mv_mean, intra) from libde265
     qp: np.ndarray | None = None
     known: bool = True  # False: no per-block data (damaged, HEVC without libde265)
@@ -265,7 +249,7 @@ class SignalReader:
         elif ftype != "I":
             mvs = frame.side_data.get("MOTION_VECTORS")
             if mvs is not None:
-                rec.vectors = compact_vectors(mvs, (-(-frame.height // MB), -(-frame.width // MB)))
+                rec.vectors = bytes(mvs)  # a copy: the frame's buffers are recycled
         if self.options.qp:
             params = frame.side_data.get("VIDEO_ENC_PARAMS")
             rec.qp = params.qp_map() if params is not None else None

@@ -17,16 +17,6 @@ class InternVL3Adapter(ModelAdapter):
 
     # ---- vision side --------------------------------------------------------------------------------------
 
-    @classmethod
-    def tower_spec(cls, config):
-        from codecsight.flops import TowerSpec, side
-
-        v = config.vision_config
-        merge = round(1 / config.downsample_ratio)
-        text = config.text_config.hidden_size
-        return TowerSpec(v.num_hidden_layers, v.hidden_size, v.intermediate_size, 2,
-                         v.num_channels * side(v.patch_size) ** 2, merge,
-                         ((v.hidden_size * merge**2, text), (text, text)), cls=1)
     # InternViT: conv patch embedding plus a learned position table, a CLS row every patch attends to (dropped
     # at the end), pre-norm layers with layer scale; pixel shuffle 0.5 concatenates each token's 2x2 patches
     # (row-major, the order of our patch rows) before the projector. Its layers take no mask or positions, so
@@ -42,6 +32,17 @@ class InternVL3Adapter(ModelAdapter):
                          num_attention_heads=4, num_key_value_heads=2, vocab_size=151936),
         image_seq_length=16,
     )
+
+    @classmethod
+    def tower_spec(cls, config):
+        from codecsight.flops import TowerSpec, side
+
+        v = config.vision_config
+        merge = round(1 / config.downsample_ratio)
+        text = config.text_config.hidden_size
+        return TowerSpec(v.num_hidden_layers, v.hidden_size, v.intermediate_size, 2,
+                         v.num_channels * side(v.patch_size) ** 2, merge,
+                         ((v.hidden_size * merge**2, text), (text, text)), cls=1)
 
     @property
     def tower(self):

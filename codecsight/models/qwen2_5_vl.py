@@ -14,6 +14,18 @@ class Qwen25VLAdapter(ModelAdapter):
 
     # ---- vision side --------------------------------------------------------------------------------------
 
+    config_class = "Qwen2_5_VLConfig"
+    model_class = "Qwen2_5_VLForConditionalGeneration"
+    mean, std = CLIP_MEAN, CLIP_STD
+    # Tiny but complete: windowed and full-attention ViT layers (112 px windows = 4x4 tokens), M-RoPE text.
+    tiny_config = dict(
+        vision_config=dict(depth=4, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                           fullatt_block_indexes=[1, 3], window_size=112),
+        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=151936,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}),
+    )
+
     @classmethod
     def tower_spec(cls, config):
         from codecsight.flops import TowerSpec, side
@@ -26,17 +38,6 @@ class Qwen25VLAdapter(ModelAdapter):
                          ((wide, wide), (wide, v.out_hidden_size)),
                          window=v.window_size // v.spatial_merge_size // side(v.patch_size),
                          window_layers=v.depth - full_layers)
-    config_class = "Qwen2_5_VLConfig"
-    model_class = "Qwen2_5_VLForConditionalGeneration"
-    mean, std = CLIP_MEAN, CLIP_STD
-    # Tiny but complete: windowed and full-attention ViT layers (112 px windows = 4x4 tokens), M-RoPE text.
-    tiny_config = dict(
-        vision_config=dict(depth=4, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           fullatt_block_indexes=[1, 3], window_size=112),
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=151936,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}),
-    )
 
     @property
     def visual(self):

@@ -15,15 +15,6 @@ class Qwen3VLAdapter(ModelAdapter):
 
     # ---- vision side --------------------------------------------------------------------------------------
 
-    @classmethod
-    def tower_spec(cls, config):
-        from codecsight.flops import TowerSpec, side
-
-        v = config.vision_config
-        wide = v.hidden_size * v.spatial_merge_size**2
-        return TowerSpec(v.depth, v.hidden_size, v.intermediate_size, 2,
-                         v.in_channels * side(v.temporal_patch_size) * side(v.patch_size) ** 2, v.spatial_merge_size,
-                         ((wide, wide), (wide, v.out_hidden_size)), mergers=1 + len(v.deepstack_visual_indexes))
     # The ViT blocks, rotary and merger are Qwen2.5-VL's (without windows); added: a learned position table
     # resampled to each grid, and deepstack mergers tapping intermediate layers.
     config_class = "Qwen3VLConfig"
@@ -46,6 +37,16 @@ class Qwen3VLAdapter(ModelAdapter):
     vit_finish = Qwen25VLAdapter.vit_finish
     _vit_rope = Qwen25VLAdapter._vit_rope
     _vit_tower_kwargs = Qwen25VLAdapter._vit_tower_kwargs
+
+    @classmethod
+    def tower_spec(cls, config):
+        from codecsight.flops import TowerSpec, side
+
+        v = config.vision_config
+        wide = v.hidden_size * v.spatial_merge_size**2
+        return TowerSpec(v.depth, v.hidden_size, v.intermediate_size, 2,
+                         v.in_channels * side(v.temporal_patch_size) * side(v.patch_size) ** 2, v.spatial_merge_size,
+                         ((wide, wide), (wide, v.out_hidden_size)), mergers=1 + len(v.deepstack_visual_indexes))
 
     @property
     def vit_taps(self) -> tuple[int, ...]:

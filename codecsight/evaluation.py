@@ -93,16 +93,15 @@ def _stem(video: str) -> str:
     return os.path.splitext(os.path.basename(video))[0]
 
 
-def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, window: int, stride: int,
-             threshold: float = 0.5, base=None) -> dict:
-    """Run one method over the labelled videos and score it. base: (counters, seconds) of `full` for fractions."""
-    from codecsight.runtime import Counters, Engine, Question, method
+def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fps: float, input_hw=None):
+    """Run one method over (name, path) sources with P(Yes)-only answers: (events, counters summed over the
+    streams, wall seconds, {stream: error} of the streams that failed)."""
+    from codecsight.runtime import Counters, Engine, method
 
     m = method(spec)
-    engine = Engine(adapter, [m], [Question(q, window, stride, threshold)
-                                   for q in sorted({r["question"] for r in labels})], fps=fps, answer_tokens=1)
-    for video in sorted({r["video"] for r in labels}):
-        engine.add_stream(os.path.join(root, video), _stem(video))
+    engine = Engine(adapter, [m], questions, fps=fps, input_hw=input_hw, answer_tokens=1)
+    for name, path in sources:
+        engine.add_stream(path, name)
     events = []
     t0 = time.perf_counter()
     reports = engine.run(events.append)
@@ -110,7 +109,17 @@ def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, wind
     c = Counters()
     for r in reports:
         c.add(r.counters[m.name])
-    failed = {r.name: r.error for r in reports if r.error}
+    return events, c, seconds, {r.name: r.error for r in reports if r.error}
+
+
+def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, window: int, stride: int,
+             threshold: float = 0.5, base=None) -> dict:
+    """Run one method over the labelled videos and score it. base: (counters, seconds) of `full` for fractions."""
+    from codecsight.runtime import Question
+
+    questions = [Question(q, window, stride, threshold) for q in sorted({r["question"] for r in labels})]
+    sources = [(_stem(v), os.path.join(root, v)) for v in sorted({r["video"] for r in labels})]
+    events, c, seconds, failed = run_method(adapter, spec, sources, questions, fps)
     answers = {(e.stream, round(e.start, 2), e.question): e.p_yes for e in events}
     win = window_scores(labels, answers, threshold)
     b, b_seconds = base or (c, seconds)

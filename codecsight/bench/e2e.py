@@ -11,7 +11,6 @@ import os
 
 from codecsight.bench import DEFAULT_VIDEOS, write_json
 import tempfile
-import time
 
 BUDGET_MATCHED = ("uniform", "evs")  # run at the token share CodecSight achieves in the same run
 METHODS = ["full", "codecsight", "codecsight-vit", "codecsight-kv", "codecsight-drop", "uniform", "evs", "pixel",
@@ -35,22 +34,6 @@ def add_arguments(p):
     p.add_argument("--clip-methods", default="full,codecsight,uniform,evs,pixel,stc,cacheblend",
                    help="methods timed on the real clips (full first)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-
-
-def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fps: float, input_hw=None):
-    """Run one method over unlabelled sources; (summed counters, wall seconds)."""
-    from codecsight.runtime import Counters, Engine, method
-
-    engine = Engine(adapter, [method(spec)], questions, fps=fps, input_hw=input_hw, answer_tokens=1)
-    for name, path in sources:
-        engine.add_stream(path, name)
-    t0 = time.perf_counter()
-    reports = engine.run()
-    elapsed = time.perf_counter() - t0
-    total = Counters()
-    for r in reports:
-        total.add(r.counters[method(spec).name])
-    return total, elapsed
 
 
 def run(args) -> int:
@@ -111,6 +94,7 @@ def run(args) -> int:
 
 def clip_throughput(adapter, specs, videos: str, seconds: float, input_hw) -> list[dict]:
     """Windows per second of each method on the real clips (no labels), against full in the same run."""
+    from codecsight.evaluation import run_method
     from codecsight.runtime import Question
 
     names = sorted(f for f in os.listdir(videos) if f.endswith(".mp4")) if os.path.isdir(videos) else []
@@ -120,7 +104,8 @@ def clip_throughput(adapter, specs, videos: str, seconds: float, input_hw) -> li
         src = _prefix(path, seconds)
         base = None
         for spec in specs:
-            c, elapsed = run_method(adapter, spec, [(name, src)], [Question("Is there a person?")], 2.0, input_hw)
+            _, c, elapsed, _ = run_method(adapter, spec, [(name, src)], [Question("Is there a person?")], 2.0,
+                                          input_hw)
             base = base or (c, elapsed)
             out.append({"clip": name, "method": spec, "windows_per_s": c.windows / elapsed,
                         "time_ratio": elapsed / base[1], "tokens_fraction": c.tokens_encoded / max(1, c.tokens),

@@ -99,7 +99,6 @@ class StreamPipeline:
         self.behind = False  # set by the engine while the stream lags real time: due windows are skipped
         self.key = (stream, method.name)  # the ViT cache of this stream under this method
         self.geometry = adapter.geometry
-        self.input_hw = input_hw
         self.grid = self.geometry.grid(*input_hw)
         groups: dict[tuple[int, int], list[Question]] = {}
         for q in questions:
@@ -111,7 +110,7 @@ class StreamPipeline:
         self.counters = Counters()
         self._frames: list[SampledFrame] = []
         self._t0 = 0.0  # stream time of the first sample
-        self._pending: deque = deque()  # (frames, keep) of requests the engine has not encoded yet
+        self._pending: deque = deque()  # (patch number, frames, keep) of requests not encoded yet
         self._plan = None
         self._prev_luma: np.ndarray | None = None
         self._stc_ref: np.ndarray | None = None
@@ -206,9 +205,8 @@ class StreamPipeline:
         if self.method.grid == "cached" and patch.full_embeds is not None:
             return Segment(key, patch.full_embeds, Segment.full_coords(*self.grid), self.grid, seconds, anchor,
                            changed=torch.from_numpy(ran), deepstack=patch.full_deepstack)
-        coords = torch.stack([patch.token_index // self.grid[1], patch.token_index % self.grid[1]], dim=1)
-        return Segment(key, patch.embeds, coords, self.grid, seconds, anchor,
-                       changed=torch.ones(len(patch.token_index), dtype=torch.bool), deepstack=patch.deepstack or None)
+        return Segment.from_encoded(key, patch, seconds=seconds, anchor=anchor,
+                                    changed=torch.ones(len(patch.token_index), dtype=torch.bool))
 
     def _evs(self, patch: EncodedPatch, key: int, seconds: float) -> Segment:
         """EVS (post-ViT): drop the tokens most similar to the same token of the previous temporal patch."""

@@ -156,12 +156,18 @@ def _entry(rng, style, obj, side) -> tuple[float, float]:
     return (off_left, off_right) if side < 0 else (off_right, off_left)
 
 
-def _cross(rng, split, style, t, oid):
-    o = _new_object(rng, split, style, oid)
+def _arrive(rng, split, style, t, oid, kinds=KINDS):
+    """A new object just outside the frame at time t: (object, entry x, far-side x, speed)."""
+    o = _new_object(rng, split, style, oid, kinds)
     side = int(rng.choice([-1, 1]))
     x0, x1 = _entry(rng, style, o, side)
     speed = float(rng.uniform(*SPEED[o.kind]))
     o.keys = [(t, x0, _lane(rng, style), 0.0)]
+    return o, x0, x1, speed
+
+
+def _cross(rng, split, style, t, oid):
+    o, x0, x1, speed = _arrive(rng, split, style, t, oid)
     if rng.random() < 0.5:  # stop somewhere on the way
         _walk(o.keys, float(rng.uniform(0.2, 0.8) * style.width), speed, pause=float(rng.uniform(2, 8)))
     _walk(o.keys, x1, speed)
@@ -169,11 +175,7 @@ def _cross(rng, split, style, t, oid):
 
 
 def _visit(rng, split, style, t, oid):
-    o = _new_object(rng, split, style, oid)
-    side = int(rng.choice([-1, 1]))
-    x0, x1 = _entry(rng, style, o, side)
-    speed = float(rng.uniform(*SPEED[o.kind]))
-    o.keys = [(t, x0, _lane(rng, style), 0.0)]
+    o, x0, x1, speed = _arrive(rng, split, style, t, oid)
     _walk(o.keys, float(rng.uniform(0.15, 0.85) * style.width), speed, pause=float(rng.uniform(6, 25)))
     _walk(o.keys, x0 if rng.random() < 0.5 else x1, speed)
     return [o]
@@ -200,11 +202,7 @@ def _meet(rng, split, style, t, oid):
 
 def _fall(rng, split, style, t, oid):
     """An object walks in, maybe stops, tips over, lies for a while, gets up and walks out."""
-    o = _new_object(rng, split, style, oid, kinds=CAN_FALL)
-    side = int(rng.choice([-1, 1]))
-    x0, x1 = _entry(rng, style, o, side)
-    speed = float(rng.uniform(*SPEED[o.kind]))
-    o.keys = [(t, x0, _lane(rng, style), 0.0)]
+    o, x0, x1, speed = _arrive(rng, split, style, t, oid, kinds=CAN_FALL)
     _walk(o.keys, float(rng.uniform(0.25, 0.75) * style.width), speed,
           pause=float(rng.uniform(0.5, 3.0)) if rng.random() < 0.5 else 0.0)
     tf, x, y, _ = o.keys[-1]

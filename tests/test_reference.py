@@ -9,7 +9,7 @@ import torch
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build
-from codecsight.reference.train import Example, Stream, save, window_logits
+from codecsight.reference.train import Example, Stream, save, window_forward
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
@@ -62,7 +62,8 @@ def test_training_forward_is_the_runtime_full_path(ref, clip_dir):
     with torch.no_grad():
         for first, window in ((0, 0), (4, 1)):
             ex = Example("s", first, questions, [0, 0], ["colour", "kind"])
-            p = torch.softmax(window_logits(ref, stream, ex, False, ref.chat_system(SYSTEM_PROMPT), q_ids), -1)[:, 0]
+            fwd = window_forward(ref, stream, ex, False, ref.chat_system(SYSTEM_PROMPT), q_ids)
+            p = torch.softmax(fwd.yes_no, -1)[:, 0]
             got = [e.p_yes for e in events if e.window == window]
             assert got == pytest.approx(p.tolist(), abs=1e-5)
 

@@ -93,6 +93,20 @@ def test_mv_export_is_deterministic_with_b_frames(square_clip_b):
         assert np.array_equal(x.mv_max, y.mv_max) and np.array_equal(x.intra, y.intra)
 
 
+def test_skipping_the_loop_filter_changes_pixels_not_vectors(square_clip_b):
+    """Signal-only reads skip deblocking (the vectors are parsed, not reconstructed); sampled pixels keep it."""
+    on = list(read_signals(square_clip_b, DecodeOptions(skip_loop_filter=False)))
+    off = list(read_signals(square_clip_b))  # the default for a read without pixels
+    assert len(on) == len(off) and any(s.frame_type == "B" for s in on)
+    for x, y in zip(on, off):
+        for f in ("mv_max", "mv_mean", "intra"):
+            assert np.array_equal(getattr(x, f), getattr(y, f)), f
+    sampling = Sampling(5.0, (64, 64))
+    skipped = [s.rgb for s in sample_frames(square_clip_b, sampling, DecodeOptions(skip_loop_filter=True))]
+    kept = [s.rgb for s in sample_frames(square_clip_b, sampling)]  # pixels wanted: the filter runs by default
+    assert any(not np.array_equal(a, b) for a, b in zip(skipped, kept))
+
+
 def test_frame_threading_is_refused():
     with pytest.raises(ValueError, match="frame threading"):
         DecodeOptions(thread_type="FRAME")

@@ -31,8 +31,10 @@ from codecsight.models import load_adapter
 from codecsight.plan import TokenPlanner
 from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build
+from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeMap, Sampling, sample_frames
+from codecsight.synth.scene import scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
 
 
@@ -40,6 +42,7 @@ from codecsight.vision.preprocess import video_pixel_values
 class Stream:
     frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
     keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
+    targets: np.ndarray | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
 
 
 @dataclass
@@ -64,7 +67,12 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
             if plan is not None:
                 cmap.encoded(plan.keep)
                 keep.append(plan.keep)
-        out[name] = Stream(np.stack(frames), np.stack(keep))
+        with open(os.path.join(data, name[:-4] + ".json")) as f:
+            scene = scene_from_json(json.load(f))
+        targets = token_targets(scene, RUNTIME["fps"], *keep[0].shape, geometry.temporal)
+        if len(targets) < len(keep):
+            raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
+        out[name] = Stream(np.stack(frames), np.stack(keep), torch.from_numpy(targets[:len(keep)]))
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
 
@@ -82,15 +90,28 @@ def load_examples(data: str, rate: float) -> list[Example]:
     return list(by_window.values())
 
 
-def window_logits(adapter, stream: Stream, ex: Example, substitute: bool, system_ids, question_ids):
-    """Yes/No logits (Q, 2) of every question of one window, with gradients; the runtime's layout and positions."""
+@dataclass
+class Forward:
+    """One window through the model: what the losses and the held-out report need."""
+
+    yes_no: torch.Tensor  # (Q, 2) logits of "Yes" and "No" at each question's answer position
+    answer: torch.Tensor  # (Q, vocab) logits at the answer position
+    end: torch.Tensor | None  # (Q, vocab) logits after the given answer word (should be <|im_end|>)
+    vision: torch.Tensor  # (temporal patches, tokens, hidden): the vision tower's output, before substitution
+    hidden: torch.Tensor  # (temporal patches * tokens, hidden): the language model's last state at those tokens
+
+
+def window_forward(adapter, stream: Stream, ex: Example, substitute: bool, system_ids, question_ids,
+                   answers: list[int] | None = None) -> Forward:
+    """Every question of one window, with gradients, through the runtime's layout and positions. With `answers`
+    (1 = Yes), each question is followed by its answer word, so the step after it can learn to stop."""
     n = RUNTIME["window"]
     t = adapter.geometry.temporal
     frames = stream.frames[ex.first:ex.first + n]
     pixels, (gt, gh, gw) = video_pixel_values(frames, adapter.geometry)
-    embeds = adapter.model.model.visual(pixels, grid_thw=torch.tensor([[gt, gh, gw]])).pooler_output
+    vision = adapter.model.model.visual(pixels, grid_thw=torch.tensor([[gt, gh, gw]])).pooler_output
     rows, cols = gh // 2, gw // 2
-    embeds = embeds.view(gt, rows * cols, -1)
+    vision = embeds = vision.view(gt, rows * cols, -1)
     if substitute:  # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
         keep = torch.from_numpy(stream.keep[ex.first // t: ex.first // t + gt].reshape(gt, -1))
         out, last = [embeds[0]], embeds[0]
@@ -104,8 +125,12 @@ def window_logits(adapter, stream: Stream, ex: Example, substitute: bool, system
     lay = build_layout(adapter, Window(segs), system_ids)
     lm = adapter.language_model()
     cache = DynamicCache()
-    lm(inputs_embeds=lay.embeds[None], position_ids=lay.positions[:, None], past_key_values=cache, use_cache=True)
+    hidden = lm(inputs_embeds=lay.embeds[None], position_ids=lay.positions[:, None], past_key_values=cache,
+                use_cache=True).last_hidden_state[0, lay.visual]
+    yes, no = adapter.yes_no_ids()
     q_ids = [question_ids[q] for q in ex.questions]
+    if answers is not None:
+        q_ids = [q + [yes if a else no] for q, a in zip(q_ids, answers)]
     width = max(map(len, q_ids))
     ids = torch.tensor([q + [q[-1]] * (width - len(q)) for q in q_ids])  # right-padded: causal, padding unseen
     Q = len(q_ids)
@@ -114,9 +139,11 @@ def window_logits(adapter, stream: Stream, ex: Example, substitute: bool, system
     pos = (lay.cursor + torch.arange(width)).expand(3, Q, width)
     h = lm(inputs_embeds=adapter.embed_text(ids.flatten()).view(Q, width, -1), position_ids=pos,
            past_key_values=batch, use_cache=True).last_hidden_state
-    last = h[torch.arange(Q), torch.tensor([len(q) - 1 for q in q_ids])]
-    yes, no = adapter.yes_no_ids()
-    return adapter.model.lm_head(last)[:, [yes, no]]  # the text model's output is already normed
+    ends = torch.tensor([len(q) - 1 for q in q_ids])
+    at = ends - 1 if answers is not None else ends
+    answer = adapter.model.lm_head(h[torch.arange(Q), at])  # the text model's output is already normed
+    end = adapter.model.lm_head(h[torch.arange(Q), ends]) if answers is not None else None
+    return Forward(answer[:, [yes, no]], answer, end, vision, hidden)
 
 
 def evaluate(adapter, streams, examples, system_ids, question_ids, substitute=False) -> dict:
@@ -125,7 +152,8 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, substitute=Fa
     adapter.model.eval()
     with torch.no_grad():
         for ex in examples:
-            pred = window_logits(adapter, streams[ex.stream], ex, substitute, system_ids, question_ids).argmax(-1) == 0
+            fwd = window_forward(adapter, streams[ex.stream], ex, substitute, system_ids, question_ids)
+            pred = fwd.yes_no.argmax(-1) == 0
             for p, a, t in zip(pred.tolist(), ex.answers, ex.types):
                 s = stats.setdefault(t, [0, 0, 0, 0])
                 s[0 if p and a else 1 if p else 2 if a else 3] += 1
@@ -150,6 +178,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=150, help="steps between held-out reports")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
@@ -162,12 +191,16 @@ def main(argv=None) -> int:
     if args.init:
         adapter.model.load_state_dict(load_adapter(args.init).model.state_dict())
     adapter.model.train()
-    opt = torch.optim.AdamW(adapter.model.parameters(), lr=args.lr, weight_decay=0.01)
+    # training-only heads reading the per-token targets off the vision output and the LLM's last state
+    width = adapter.model.config.text_config.hidden_size
+    aux = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(CLASSES)) for k in ("vision", "hidden")})
+    opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01)
     step, spent, best = 0, 0.0, -1.0
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False)
         adapter.model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        aux.load_state_dict(state["aux"])
         step, spent, best = state["step"], state["spent"], state["best"]
         random.setstate(state["random"])
         print(f"resumed at step {step} ({spent / 60:.1f} min spent)", file=sys.stderr)
@@ -186,6 +219,12 @@ def main(argv=None) -> int:
     pos_weight = {t: min(6.0, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
     print(f"{len(examples)} training windows, positive weights {pos_weight}", file=sys.stderr, flush=True)
 
+    def checkpoint():
+        torch.save({"model": adapter.model.state_dict(), "opt": opt.state_dict(), "aux": aux.state_dict(),
+                    "step": step, "spent": time.time() - t_start, "best": best, "random": random.getstate()}, ckpt)
+
+    yes, no = adapter.yes_no_ids()
+    stop = min(adapter.stop_ids())
     log = open(os.path.join(args.out, "train.log"), "a")
     t_start, t_ckpt = time.time() - spent, time.time()
     budget = args.minutes * 60
@@ -195,20 +234,30 @@ def main(argv=None) -> int:
         for g in opt.param_groups:  # warm-up, then cosine over the time budget
             g["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
         opt.zero_grad()
-        loss_sum = 0.0
+        loss_sum = answer_sum = 0.0
         for ex in random.sample(examples, args.batch):
-            logits = window_logits(adapter, train[ex.stream], ex, random.random() < 0.5, system_ids, question_ids)
-            target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
+            stream = train[ex.stream]
+            fwd = window_forward(adapter, stream, ex, random.random() < 0.5, system_ids, question_ids, ex.answers)
+            target = torch.tensor([yes if a else no for a in ex.answers])  # over the whole vocabulary
             weight = torch.tensor([pos_weight[t] if a else 1.0 for a, t in zip(ex.answers, ex.types)])
-            loss = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
+            loss = (F.cross_entropy(fwd.answer, target, reduction="none") * weight).sum() / weight.sum()
+            answer_sum += loss.item() / args.batch
+            loss = loss + 0.2 * F.cross_entropy(fwd.end, torch.full_like(target, stop))
+            if args.aux:
+                first = ex.first // adapter.geometry.temporal
+                tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
+                for name, h in (("vision", fwd.vision.flatten(0, 1)), ("hidden", fwd.hidden)):
+                    loss = loss + args.aux * F.binary_cross_entropy_with_logits(
+                        aux[name](h), tokens, pos_weight=torch.tensor(4.0))
             (loss / args.batch).backward()
             loss_sum += loss.item() / args.batch
-        torch.nn.utils.clip_grad_norm_(adapter.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([*adapter.model.parameters(), *aux.parameters()], 1.0)
         opt.step()
         step += 1
-        losses.append(loss_sum)
+        losses.append((loss_sum, answer_sum))
         if step % 25 == 0:
-            msg = f"step {step} loss {np.mean(losses[-25:]):.4f} lr {opt.param_groups[0]['lr']:.2e} " \
+            total, answer = np.mean(losses[-25:], axis=0)
+            msg = f"step {step} loss {total:.4f} (answers {answer:.4f}) lr {opt.param_groups[0]['lr']:.2e} " \
                   f"{(time.time() - t_start) / 60:.1f} min"
             print(msg, file=sys.stderr, flush=True)
             log.write(msg + "\n")
@@ -224,11 +273,9 @@ def main(argv=None) -> int:
                 best = score
                 torch.save(adapter.model.state_dict(), os.path.join(args.out, "best.pt"))
         if time.time() - t_ckpt > 180:
-            torch.save({"model": adapter.model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "spent": time.time() - t_start, "best": best, "random": random.getstate()}, ckpt)
+            checkpoint()
             t_ckpt = time.time()
-    torch.save({"model": adapter.model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "spent": time.time() - t_start, "best": best, "random": random.getstate()}, ckpt)
+    checkpoint()
     best_path = os.path.join(args.out, "best.pt")
     if os.path.exists(best_path):
         adapter.model.load_state_dict(torch.load(best_path))

@@ -107,7 +107,9 @@ class DecodeOptions:
     """How frames are decoded. Frame threading corrupts exported B-frame vectors, so only NONE or SLICE."""
 
     thread_type: str = "NONE"  # SLICE helps only multi-slice streams, and its workers' errors are not seen
-    skip_loop_filter: bool = False  # safe only when no pixels are needed (MVs are identical either way)
+    # Deblocking is a large share of H.264 decoding and the vectors do not depend on it; the pixels do, and every
+    # later frame predicts from them. None: skip it when the reader is told no pixels are needed.
+    skip_loop_filter: bool | None = None
     qp: bool = False  # export the per-block QP map (PyAV's qp_map() costs ~0.3 ms a frame, more than decoding)
     timeout: float = 10.0  # seconds: opening and each network read
     format: str | None = None  # force a demuxer for raw pipes: "mpegts", "h264", "hevc"
@@ -138,9 +140,10 @@ class SignalReader:
     """Iterates the decoded frames of one source as (av.VideoFrame, FrameRecord) pairs, in presentation order.
 
     Damage inside the bitstream never stops the reader: a packet the decoder rejects marks the frames up to the
-    next key frame as damaged (their blocks unknown, i.e. full compute) and decoding continues."""
+    next key frame as damaged (their blocks unknown, i.e. full compute) and decoding continues.
+    pixels=False promises that the frames' pixels will not be looked at, so decoding may skip the loop filter."""
 
-    def __init__(self, source, options: DecodeOptions | None = None):
+    def __init__(self, source, options: DecodeOptions | None = None, pixels: bool = True):
         self.name = describe(source)
         self.options = options or DecodeOptions()
         self.container = open_container(source, self.options.timeout, self.options.format)
@@ -153,7 +156,8 @@ class SignalReader:
         cc = self.stream.codec_context
         self.stream.thread_type = self.options.thread_type
         opts = {"export_side_data": "mvs+venc_params" if self.options.qp else "mvs"}
-        if self.options.skip_loop_filter:
+        skip = self.options.skip_loop_filter
+        if skip or (skip is None and not pixels):
             opts["skip_loop_filter"] = "all"
         cc.options = opts
         self.stats = ReadStats()
@@ -258,7 +262,7 @@ class SignalReader:
 
 def read_signals(source, options: DecodeOptions | None = None) -> Iterator[FrameSignal]:
     """Codec signals of every decoded frame, each on its own (no pixels)."""
-    with SignalReader(source, options) as reader:
+    with SignalReader(source, options, pixels=False) as reader:
         for _, record in reader:
             yield signal_of([record])
 
@@ -283,7 +287,7 @@ def sample_frames(source, sampling: Sampling = Sampling(), options: DecodeOption
     """Sampled frames at `sampling.fps`, each with the codec signal aggregated over every decoded frame since the
     previous sample. The first decoded frame is always sampled."""
     own = reader is None
-    reader = reader or SignalReader(source, options)
+    reader = reader or SignalReader(source, options, pixels=sampling.pixels)
     try:
         period = 1.0 / sampling.fps
         next_t = None

@@ -179,7 +179,13 @@ class ModelAdapter:
         return v.view(*hidden.shape[:2], -1, block.self_attn.head_dim).transpose(1, 2)
 
     def logits(self, hidden):
-        return self.model.lm_head(self.language_model().norm(hidden))
+        """Vocabulary logits of a few rows (the questions being answered). The head is a (vocab, hidden) table
+        larger than all decoder layers together; as table @ rows^T it is streamed once for all rows, where
+        rows @ table^T took 1.5x longer for 4 rows on CPU (same values: the same dot products)."""
+        head = self.model.lm_head
+        h = self.language_model().norm(hidden)
+        out = (head.weight @ h.reshape(-1, h.shape[-1]).T).T.reshape(*h.shape[:-1], -1)
+        return out + head.bias if head.bias is not None else out
 
     def encode(self, text: str) -> list[int]:
         if self.tokenizer is None:

@@ -34,6 +34,7 @@ from codecsight.reference.model import INPUT_HW, RUNTIME, build
 from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeMap, Sampling, sample_frames
+from codecsight.synth.labels import window_labels
 from codecsight.synth.scene import scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
 
@@ -52,6 +53,7 @@ class Example:
     questions: list[str]
     answers: list[int]  # 1 = Yes
     types: list[str]
+    length: int = RUNTIME["window"]  # samples
 
 
 def load_streams(data: str, geometry) -> dict[str, Stream]:
@@ -98,14 +100,31 @@ class Forward:
     answer: torch.Tensor  # (Q, vocab) logits at the answer position
     end: torch.Tensor | None  # (Q, vocab) logits after the given answer word (should be <|im_end|>)
     vision: torch.Tensor  # (temporal patches, tokens, hidden): the vision tower's output, before substitution
-    hidden: torch.Tensor  # (temporal patches * tokens, hidden): the language model's last state at those tokens
+    hidden: torch.Tensor  # (temporal patches * tokens, hidden): the language model's middle state at those tokens
+
+
+def short_examples(data: str, length: int) -> list[Example]:
+    """Windows of `length` samples (stride a quarter of it), labelled from each stream's scene like the runtime's."""
+    out = []
+    for name in sorted(f for f in os.listdir(data) if f.endswith(".json") and f != "meta.json"):
+        with open(os.path.join(data, name)) as f:
+            scene = scene_from_json(json.load(f))
+        by_start: dict[float, Example] = {}
+        for r in window_labels(scene, RUNTIME["fps"], length, max(2, length // 4)):
+            ex = by_start.setdefault(r["start"], Example(name[:-5] + ".mp4", round(r["start"] * RUNTIME["fps"]),
+                                                         [], [], [], length))
+            ex.questions.append(r["question"])
+            ex.answers.append(int(r["answer"] == "Yes"))
+            ex.types.append(r["type"])
+        out += by_start.values()
+    return out
 
 
 def window_forward(adapter, stream: Stream, ex: Example, substitute: bool, system_ids, question_ids,
                    answers: list[int] | None = None) -> Forward:
     """Every question of one window, with gradients, through the runtime's layout and positions. With `answers`
     (1 = Yes), each question is followed by its answer word, so the step after it can learn to stop."""
-    n = RUNTIME["window"]
+    n = ex.length
     t = adapter.geometry.temporal
     frames = stream.frames[ex.first:ex.first + n]
     pixels, (gt, gh, gw) = video_pixel_values(frames, adapter.geometry)
@@ -125,8 +144,9 @@ def window_forward(adapter, stream: Stream, ex: Example, substitute: bool, syste
     lay = build_layout(adapter, Window(segs), system_ids)
     lm = adapter.language_model()
     cache = DynamicCache()
-    hidden = lm(inputs_embeds=lay.embeds[None], position_ids=lay.positions[:, None], past_key_values=cache,
-                use_cache=True).last_hidden_state[0, lay.visual]
+    states = lm(inputs_embeds=lay.embeds[None], position_ids=lay.positions[:, None], past_key_values=cache,
+                use_cache=True, output_hidden_states=True).hidden_states
+    hidden = states[len(states) // 2][0, lay.visual]  # what the upper layers' keys are made from
     yes, no = adapter.yes_no_ids()
     q_ids = [question_ids[q] for q in ex.questions]
     if answers is not None:
@@ -178,6 +198,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=150, help="steps between held-out reports")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curriculum", default="2,4,8", help="shorter windows first (samples), each for "
+                   "--curriculum-share of the time budget, then the runtime's window; '' for none")
+    p.add_argument("--curriculum-share", type=float, default=0.12)
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
@@ -208,6 +231,7 @@ def main(argv=None) -> int:
     print("decoding streams ...", file=sys.stderr, flush=True)
     train, heldout = load_streams(args.data, adapter.geometry), load_streams(args.heldout, adapter.geometry)
     examples = load_examples(args.data, RUNTIME["fps"])
+    stages = [(int(n), short_examples(args.data, int(n))) for n in args.curriculum.split(",") if n]
     probe = random.Random(1).sample(load_examples(args.heldout, RUNTIME["fps"]), 120)
     system_ids = adapter.chat_system(SYSTEM_PROMPT)
     question_ids = {q: adapter.chat_question(q) for ex in examples + probe for q in ex.questions}
@@ -235,14 +259,19 @@ def main(argv=None) -> int:
             g["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
         opt.zero_grad()
         loss_sum = answer_sum = 0.0
-        for ex in random.sample(examples, args.batch):
+        stage = int(frac / args.curriculum_share) if args.curriculum_share > 0 else len(stages)
+        pool = stages[stage][1] if stage < len(stages) else examples
+        for ex in random.sample(pool, args.batch):
             stream = train[ex.stream]
             fwd = window_forward(adapter, stream, ex, random.random() < 0.5, system_ids, question_ids, ex.answers)
-            target = torch.tensor([yes if a else no for a in ex.answers])  # over the whole vocabulary
+            target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
             weight = torch.tensor([pos_weight[t] if a else 1.0 for a, t in zip(ex.answers, ex.types)])
-            loss = (F.cross_entropy(fwd.answer, target, reduction="none") * weight).sum() / weight.sum()
+            loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
             answer_sum += loss.item() / args.batch
-            loss = loss + 0.2 * F.cross_entropy(fwd.end, torch.full_like(target, stop))
+            # the answer word and then the end of the turn over the whole vocabulary, so that generated text
+            # reads "Yes"/"No" and stops; weak, so that the yes/no decision drives learning from the first step
+            word = torch.tensor([yes if a else no for a in ex.answers])
+            loss = loss + 0.1 * (F.cross_entropy(fwd.answer, word) + F.cross_entropy(fwd.end, torch.full_like(word, stop)))
             if args.aux:
                 first = ex.first // adapter.geometry.temporal
                 tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
@@ -257,7 +286,7 @@ def main(argv=None) -> int:
         losses.append((loss_sum, answer_sum))
         if step % 25 == 0:
             total, answer = np.mean(losses[-25:], axis=0)
-            msg = f"step {step} loss {total:.4f} (answers {answer:.4f}) lr {opt.param_groups[0]['lr']:.2e} " \
+            msg = f"step {step} window {pool[0].length} loss {total:.4f} (answers {answer:.4f}) lr {opt.param_groups[0]['lr']:.2e} " \
                   f"{(time.time() - t_start) / 60:.1f} min"
             print(msg, file=sys.stderr, flush=True)
             log.write(msg + "\n")

@@ -179,11 +179,14 @@ class ModelAdapter:
         return v.view(*hidden.shape[:2], -1, block.self_attn.head_dim).transpose(1, 2)
 
     def logits(self, hidden):
-        """Vocabulary logits of a few rows (the questions being answered). The head is a (vocab, hidden) table
-        larger than all decoder layers together; as table @ rows^T it is streamed once for all rows, where
-        rows @ table^T took 1.5x longer for 4 rows on CPU (same values: the same dot products)."""
+        """Vocabulary logits of the questions being answered. The head is a (vocab, hidden) table larger than all
+        decoder layers together. For a handful of rows, table @ rows^T streams it once for all of them where
+        rows @ table^T took 1.5x longer on CPU (4 rows: 118 -> 79 ms); from 8 rows on the plain product is as fast
+        or faster. Same dot products either way."""
         head = self.model.lm_head
         h = self.language_model().norm(hidden)
+        if h.shape[:-1].numel() >= 8:
+            return head(h)
         out = (head.weight @ h.reshape(-1, h.shape[-1]).T).T.reshape(*h.shape[:-1], -1)
         return out + head.bias if head.bias is not None else out
 

@@ -57,24 +57,34 @@ class Example:
 
 
 def load_streams(data: str, geometry) -> dict[str, Stream]:
+    """Every stream of a split decoded and planned as the runtime does; kept beside the videos as .npz after the
+    first time (decoding 30 streams takes minutes, and training restarts)."""
     out = {}
     names = sorted(f for f in os.listdir(data) if f.endswith(".mp4"))
     for i, name in enumerate(names):
-        cmap = ChangeMap(geometry, INPUT_HW)
-        planner = TokenPlanner(geometry)
-        frames, keep = [], []
-        for s in sample_frames(os.path.join(data, name), Sampling(RUNTIME["fps"], INPUT_HW)):
-            frames.append(s.rgb)
-            plan = planner.push(cmap.update(s))
-            if plan is not None:
-                cmap.encoded(plan.keep)
-                keep.append(plan.keep)
-        with open(os.path.join(data, name[:-4] + ".json")) as f:
+        path = os.path.join(data, name)
+        cached = path[:-4] + f".samples-{INPUT_HW[0]}x{INPUT_HW[1]}.npz"
+        if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
+            with np.load(cached) as z:
+                frames, keep = z["frames"], z["keep"]
+        else:
+            cmap = ChangeMap(geometry, INPUT_HW)
+            planner = TokenPlanner(geometry)
+            frames, keep = [], []
+            for s in sample_frames(path, Sampling(RUNTIME["fps"], INPUT_HW)):
+                frames.append(s.rgb)
+                plan = planner.push(cmap.update(s))
+                if plan is not None:
+                    cmap.encoded(plan.keep)
+                    keep.append(plan.keep)
+            frames, keep = np.stack(frames), np.stack(keep)
+            np.savez(cached, frames=frames, keep=keep)
+        with open(path[:-4] + ".json") as f:
             scene = scene_from_json(json.load(f))
-        targets = token_targets(scene, RUNTIME["fps"], *keep[0].shape, geometry.temporal)
+        targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
-        out[name] = Stream(np.stack(frames), np.stack(keep), torch.from_numpy(targets[:len(keep)]))
+        out[name] = Stream(frames, keep, torch.from_numpy(targets[:len(keep)]))
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
 

@@ -73,3 +73,22 @@ def test_bundled_model_loads_offline():
     ad = load_adapter()
     assert ad.family == "qwen2_5_vl" and ad.default_input_hw() == INPUT_HW
     assert os.path.getsize(os.path.join(BUNDLED_MODEL, "model.safetensors")) < 20e6
+
+
+def test_token_targets_mark_what_lies_under_each_token():
+    """A red ball parked in one token, then rolling right and a box falling over: the targets follow the scene."""
+    from codecsight.reference.targets import CLASSES, token_targets
+    from codecsight.synth.scene import Obj, Scene, Style
+
+    style = Style(320, 240, 10, "blobs", (128, 122, 112), 2.0, 0.0, 60.0, 0.0)
+    ball = Obj(0, "ball", "red", 40.0, [(0.0, 60.0, 100.0, 0.0), (2.0, 60.0, 100.0, 0.0), (4.0, 260.0, 100.0, 0.0)])
+    box = Obj(1, "box", "blue", 60.0, [(0.0, 200.0, 220.0, 0.0), (2.0, 200.0, 220.0, 0.0), (3.0, 200.0, 220.0, 90.0)])
+    t = token_targets(Scene(style, 4.0, [ball, box]), rate=2.0, rows=6, cols=8)
+    assert t.shape == (4, 48, len(CLASSES))
+    c = {k: t[..., i].reshape(4, 6, 8) for i, k in enumerate(CLASSES)}
+    # 0-1 s: the ball (22 px wide, 22 px tall, anchored at its bottom centre (60, 100)) lies in token row 2, col 1
+    assert c["red"][0, 2, 1] == 1 and c["ball"][0, 2, 1] == 1 and c["red"][0].sum() == 1
+    assert c["moving"][0].sum() == 0 and c["green"].sum() == 0 and c["car"].sum() == 0
+    # 3-4 s: it rolls right (50 px per sample) and is marked moving where it is, not where it was
+    assert c["moving"][3, 2, 5:7].any() and c["red"][3, 2, 1] == 0
+    assert c["blue"][0].sum() >= 1 and c["fallen"][0].sum() == 0 and c["fallen"][3].sum() >= 1

@@ -99,7 +99,7 @@ def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fp
     from codecsight.runtime import Counters, Engine, method
 
     m = method(spec)
-    engine = Engine(adapter, [m], questions, fps=fps, input_hw=input_hw, answer_tokens=1)
+    engine = Engine(adapter, [m], questions, fps=fps, input_hw=input_hw, answer_tokens=0)  # P(Yes) is scored
     for name, path in sources:
         engine.add_stream(path, name)
     events = []

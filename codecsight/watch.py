@@ -28,6 +28,8 @@ def add_arguments(p):
                    "window in whole temporal patches)")
     p.add_argument("--threshold", type=float, default=0.5, help="P(Yes) at or above which the answer is yes")
     p.add_argument("--size", type=int, default=None, help="square model input side in px (default: the model's)")
+    p.add_argument("--answer-tokens", type=int, default=8, help="bound on each answer's text; 0: P(Yes) only, "
+                   "no text (cheaper: the output layer is the largest single cost of answering)")
     p.add_argument("--jsonl", metavar="PATH", help="write every event here, one JSON object per line")
     p.add_argument("--quiet", action="store_true", help="print only yes-events and the summary")
 
@@ -60,7 +62,7 @@ def run(args) -> int:
         raise ConfigError(f"window ({window}) and stride ({stride}) must be multiples of {t} frames (temporal patch)")
     size = adapter.geometry.snap(args.size, args.size) if args.size else None
     questions = [Question(q, window, stride, args.threshold) for q in (args.ask or [DEFAULT_QUESTION])]
-    engine = Engine(adapter, methods, questions, fps=fps, input_hw=size)
+    engine = Engine(adapter, methods, questions, fps=fps, input_hw=size, answer_tokens=args.answer_tokens)
     names = _names(args.sources)
     for source, name in zip(args.sources, names):
         engine.add_stream(source, name)

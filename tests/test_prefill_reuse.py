@@ -131,6 +131,11 @@ def test_shared_questions_equal_separate_prefills(adapter_class, questions):
         assert answer.p_yes == pytest.approx(float(torch.softmax(ref.logits[list(YES_NO)], 0)[0]), abs=1e-6)
     if questions[0] == QUESTION:
         assert (answers[0].logits - full_logits(a, window)).abs().max() <= 1e-4
+    # P(Yes) only: the same probabilities from the two vocabulary rows, no text
+    bare = shared.ask(shared.prefill(window)[0], questions, max_new_tokens=0)
+    for answer, b in zip(answers, bare):
+        assert b.text == "" and b.ids == [] and b.logits.shape == (2,)
+        assert b.p_yes == pytest.approx(answer.p_yes, abs=1e-6)
 
 
 def test_scaled_rotary_refuses_reuse_and_prefills_in_full():
@@ -203,7 +208,7 @@ def test_bad_settings_are_config_errors():
             WindowPrefill(a, SYSTEM, **kwargs)
     wp = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
     with pytest.raises(ConfigError):
-        wp.ask(wp.prefill(Window(segments(a, 2)))[0], [QUESTION], max_new_tokens=0)
+        wp.ask(wp.prefill(Window(segments(a, 2)))[0], [QUESTION], max_new_tokens=-1)
 
 
 def test_answers_stop_at_a_stop_token(monkeypatch):

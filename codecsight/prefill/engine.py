@@ -78,7 +78,8 @@ class PrefillStats:
 @dataclass
 class Answer:
     """A standing question's answer: greedy text (bounded length), its token ids, P("Yes") from the first answer
-    token's logits over the "Yes"/"No" ids, and those first-token logits."""
+    token's logits over the "Yes"/"No" ids, and those first-token logits (only the "Yes"/"No" pair when no text
+    was asked for)."""
 
     text: str
     ids: list[int]
@@ -285,8 +286,8 @@ class WindowPrefill:
         batch): the frames are prefilled once, and each question adds only its own tokens and answer. A prefix
         common to all questions (a shared template such as "Describe the frames and determine if they show") is
         computed once and seen by all."""
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if max_new_tokens < 0:
+            raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
         if not questions or not all(questions):
             raise ConfigError("ask() needs at least one question, and no empty one")
         yes, no = self.yes_no if self.yes_no is not None else self.adapter.yes_no_ids()
@@ -307,10 +308,13 @@ class WindowPrefill:
         h = self.adapter.embed_text(questions[0][:shared] + [t for q in questions for t in q[shared:]])[None]
         ends = shared + (lengths - shared).cumsum(0) - 1
         ids, done = [[] for _ in questions], [False] * len(questions)
-        for step in range(max_new_tokens):
+        for step in range(max(1, max_new_tokens)):
             seen = ((owner[None] == -1) | (owner[None] == q_owner[:, None])) & (order[None] <= q_order[:, None])
             mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
             h = run_layers(self.adapter, h, (kv.cursor + q_order).expand(3, -1), mask, cache, layers)
+            if max_new_tokens == 0:  # P(Yes) only: two rows of the vocabulary table instead of all of them
+                first = self.adapter.logits(h[0, ends], rows=[yes, no]).float()
+                return [Answer("", [], float(torch.softmax(f, dim=0)[0]), f) for f in first]
             logits = self.adapter.logits(h[0, ends]).float()
             if step == 0:
                 first = logits

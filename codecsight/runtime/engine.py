@@ -96,6 +96,8 @@ class Engine:
             raise ConfigError("at least one standing question (--ask)")
         if queue_size < 4 or batch < 1:
             raise ConfigError("queue_size must be >= 4 and batch >= 1")
+        if not 0 <= answer_tokens <= 256:
+            raise ConfigError(f"answer_tokens must be in 0..256 (0: P(Yes) only), got {answer_tokens}")
         self.adapter, self.methods, self.questions = adapter, methods, questions
         self.input_hw = input_hw or adapter.default_input_hw()
         self.sampling = Sampling(fps, self.input_hw)

@@ -84,7 +84,7 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
         targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
-        out[name] = Stream(frames, keep, torch.from_numpy(targets[:len(keep)]))
+        out[path] = Stream(frames, keep, torch.from_numpy(targets[:len(keep)]))
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
 
@@ -95,7 +95,7 @@ def load_examples(data: str, rate: float) -> list[Example]:
         for line in f:
             r = json.loads(line)
             key = (r["video"], r["start"])
-            ex = by_window.setdefault(key, Example(r["video"], round(r["start"] * rate), [], [], []))
+            ex = by_window.setdefault(key, Example(os.path.join(data, r["video"]), round(r["start"] * rate), [], [], []))
             ex.questions.append(r["question"])
             ex.answers.append(int(r["answer"] == "Yes"))
             ex.types.append(r["type"])
@@ -121,7 +121,7 @@ def short_examples(data: str, length: int) -> list[Example]:
             scene = scene_from_json(json.load(f))
         by_start: dict[float, Example] = {}
         for r in window_labels(scene, RUNTIME["fps"], length, max(2, length // 4)):
-            ex = by_start.setdefault(r["start"], Example(name[:-5] + ".mp4", round(r["start"] * RUNTIME["fps"]),
+            ex = by_start.setdefault(r["start"], Example(os.path.join(data, name[:-5] + ".mp4"), round(r["start"] * RUNTIME["fps"]),
                                                          [], [], [], length))
             ex.questions.append(r["question"])
             ex.answers.append(int(r["answer"] == "Yes"))
@@ -198,7 +198,7 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, substitute=Fa
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="training split (codecsight synth output)")
+    p.add_argument("--data", required=True, nargs="+", help="training split(s) (codecsight synth output)")
     p.add_argument("--heldout", required=True, help="held-out split, for the progress report")
     p.add_argument("--out", default="out/reference", help="checkpoints and log")
     p.add_argument("--save", default=None, help="folder for save_pretrained at the end (default: the bundled one)")
@@ -239,9 +239,11 @@ def main(argv=None) -> int:
         print(f"resumed at step {step} ({spent / 60:.1f} min spent)", file=sys.stderr)
 
     print("decoding streams ...", file=sys.stderr, flush=True)
-    train, heldout = load_streams(args.data, adapter.geometry), load_streams(args.heldout, adapter.geometry)
-    examples = load_examples(args.data, RUNTIME["fps"])
-    stages = [(int(n), short_examples(args.data, int(n))) for n in args.curriculum.split(",") if n]
+    train = {k: v for d in args.data for k, v in load_streams(d, adapter.geometry).items()}
+    heldout = load_streams(args.heldout, adapter.geometry)
+    examples = [ex for d in args.data for ex in load_examples(d, RUNTIME["fps"])]
+    stages = [(int(n), [ex for d in args.data for ex in short_examples(d, int(n))])
+              for n in args.curriculum.split(",") if n]
     probe = random.Random(1).sample(load_examples(args.heldout, RUNTIME["fps"]), 120)
     system_ids = adapter.chat_system(SYSTEM_PROMPT)
     question_ids = {q: adapter.chat_question(q) for ex in examples + probe for q in ex.questions}

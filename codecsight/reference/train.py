@@ -95,7 +95,8 @@ def load_examples(data: str, rate: float) -> list[Example]:
         for line in f:
             r = json.loads(line)
             key = (r["video"], r["start"])
-            ex = by_window.setdefault(key, Example(os.path.join(data, r["video"]), round(r["start"] * rate), [], [], []))
+            first = round(r["start"] * rate)
+            ex = by_window.setdefault(key, Example(os.path.join(data, r["video"]), first, [], [], []))
             ex.questions.append(r["question"])
             ex.answers.append(int(r["answer"] == "Yes"))
             ex.types.append(r["type"])
@@ -121,8 +122,9 @@ def short_examples(data: str, length: int) -> list[Example]:
             scene = scene_from_json(json.load(f))
         by_start: dict[float, Example] = {}
         for r in window_labels(scene, RUNTIME["fps"], length, max(2, length // 4)):
-            ex = by_start.setdefault(r["start"], Example(os.path.join(data, name[:-5] + ".mp4"), round(r["start"] * RUNTIME["fps"]),
-                                                         [], [], [], length))
+            first = round(r["start"] * RUNTIME["fps"])
+            ex = by_start.setdefault(r["start"], Example(os.path.join(data, name[:-5] + ".mp4"), first, [], [], [],
+                                                         length))
             ex.questions.append(r["question"])
             ex.answers.append(int(r["answer"] == "Yes"))
             ex.types.append(r["type"])
@@ -313,7 +315,8 @@ def main(argv=None) -> int:
         losses.append((loss_sum, answer_sum))
         if step % 25 == 0:
             total, answer = np.mean(losses[-25:], axis=0)
-            msg = f"step {step} window {pool[0].length} loss {total:.4f} (answers {answer:.4f}) lr {opt.param_groups[0]['lr']:.2e} " \
+            msg = f"step {step} window {pool[0].length} loss {total:.4f} (answers {answer:.4f}) " \
+                  f"lr {opt.param_groups[0]['lr']:.2e} " \
                   f"{(time.time() - t_start) / 60:.1f} min"
             print(msg, file=sys.stderr, flush=True)
             log.write(msg + "\n")
@@ -337,8 +340,8 @@ def main(argv=None) -> int:
     if os.path.exists(best_path):
         adapter.model.load_state_dict(torch.load(best_path))
     save(adapter, args.save)
-    print(f"done: {step} steps in {(time.time() - t_start) / 60:.1f} min, best held-out mean balanced accuracy {best:.3f}",
-          file=sys.stderr)
+    print(f"done: {step} steps in {(time.time() - t_start) / 60:.1f} min, best held-out mean balanced accuracy "
+          f"{best:.3f}", file=sys.stderr)
     return 0
 
 

@@ -222,6 +222,7 @@ def test_answers_stop_at_a_stop_token(monkeypatch):
     stopped = wp.ask(kv, [QUESTION, [41, 42]], max_new_tokens=5)
     assert stopped[0].ids == free[0].ids[:free[0].ids.index(stop) + 1]  # the stop token ends the answer
     assert stopped[1].ids == free[1].ids[:len(stopped[1].ids)]  # the other question is unaffected
+    assert stopped[0].text == a.decode(stopped[0].ids[:-1])  # the text ends before the stop token
 
 
 def test_segments_from_the_pruned_vit_prefill_like_the_stock_model():

@@ -329,5 +329,5 @@ class WindowPrefill:
             owner, order = torch.cat([owner, q_owner]), torch.cat([order, q_order])
             h = self.adapter.embed_text([a[-1] for a in ids])[None]
             ends = torch.arange(len(questions))
-        return [Answer(self.adapter.decode([t for t in a if t not in stop]), a, float(torch.softmax(f[[yes, no]], dim=0)[0]), f)
-                for a, f in zip(ids, first)]
+        return [Answer(self.adapter.decode([t for t in a if t not in stop]), a,
+                       float(torch.softmax(f[[yes, no]], dim=0)[0]), f) for a, f in zip(ids, first)]

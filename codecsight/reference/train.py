@@ -6,7 +6,9 @@
 Each window is decoded and sampled exactly as the runtime does (2 fps, the model's input size), laid out by the
 runtime's own window layout and position planner, and every standing question of the window is answered from one
 shared prefix (the frames are run once per window, the questions as a batch on its KV): a 2-way loss on the
-"Yes"/"No" logits of the answer token, class-balanced per question type.
+"Yes"/"No" logits of the answer token, class-balanced per question type, a weak loss on the answer word and the
+stop token over the whole vocabulary, and per-token targets from the scene (targets.py). Shorter windows come
+first (--curriculum), and some windows are shown in grey levels without their colour questions (--grey).
 
 Pruned inputs are made in distribution: in half of the windows, the tokens the codec plan would not re-encode
 take the embedding of their last encoding (cached-token substitution, what the runtime's default does), using the
@@ -43,7 +45,7 @@ from codecsight.vision.preprocess import video_pixel_values
 class Stream:
     frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
     keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
-    targets: np.ndarray | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
+    targets: torch.Tensor | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
 
 
 @dataclass
@@ -89,18 +91,23 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
     return out
 
 
-def load_examples(data: str, rate: float) -> list[Example]:
+def group_windows(rows, data: str, rate: float, length: int = RUNTIME["window"]) -> list[Example]:
+    """Label rows ({"video", "start", "question", "type", "answer"}) -> one Example per window."""
     by_window: dict[tuple[str, float], Example] = {}
-    with open(os.path.join(data, "labels.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            key = (r["video"], r["start"])
-            first = round(r["start"] * rate)
-            ex = by_window.setdefault(key, Example(os.path.join(data, r["video"]), first, [], [], []))
-            ex.questions.append(r["question"])
-            ex.answers.append(int(r["answer"] == "Yes"))
-            ex.types.append(r["type"])
+    for r in rows:
+        key = (r["video"], r["start"])
+        if key not in by_window:
+            by_window[key] = Example(os.path.join(data, r["video"]), round(r["start"] * rate), [], [], [], length)
+        ex = by_window[key]
+        ex.questions.append(r["question"])
+        ex.answers.append(int(r["answer"] == "Yes"))
+        ex.types.append(r["type"])
     return list(by_window.values())
+
+
+def load_examples(data: str, rate: float) -> list[Example]:
+    with open(os.path.join(data, "labels.jsonl")) as f:
+        return group_windows(map(json.loads, f), data, rate)
 
 
 @dataclass
@@ -120,15 +127,8 @@ def short_examples(data: str, length: int) -> list[Example]:
     for name in sorted(f for f in os.listdir(data) if f.endswith(".json") and f != "meta.json"):
         with open(os.path.join(data, name)) as f:
             scene = scene_from_json(json.load(f))
-        by_start: dict[float, Example] = {}
-        for r in window_labels(scene, RUNTIME["fps"], length, max(2, length // 4)):
-            first = round(r["start"] * RUNTIME["fps"])
-            ex = by_start.setdefault(r["start"], Example(os.path.join(data, name[:-5] + ".mp4"), first, [], [], [],
-                                                         length))
-            ex.questions.append(r["question"])
-            ex.answers.append(int(r["answer"] == "Yes"))
-            ex.types.append(r["type"])
-        out += by_start.values()
+        rows = window_labels(scene, RUNTIME["fps"], length, max(2, length // 4))
+        out += group_windows(({**r, "video": name[:-5] + ".mp4"} for r in rows), data, RUNTIME["fps"], length)
     return out
 
 
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     if args.init:
         adapter.model.load_state_dict(load_adapter(args.init).model.state_dict())
     adapter.model.train()
-    # training-only heads reading the per-token targets off the vision output and the LLM's last state
+    # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size
     aux = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(CLASSES)) for k in ("vision", "hidden")})
     opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01)

@@ -100,6 +100,9 @@ def test_bad_configuration_is_refused(adapter):
         method("codecsight:bogus=1")
     with pytest.raises(ConfigError):
         Engine(adapter, [method("full")], [], input_hw=HW)
+    for bad in (-1, 10**6):
+        with pytest.raises(ConfigError, match="answer_tokens"):
+            Engine(adapter, [method("full")], [Question("x", 16, 4)], input_hw=HW, answer_tokens=bad)
     with pytest.raises(ValueError):
         eng = Engine(adapter, [method("full")], [Question("x", window=7, stride=2)], input_hw=HW)
         eng.add_stream("x.mp4")

@@ -32,6 +32,15 @@ def register(cls: type["ModelAdapter"]) -> type["ModelAdapter"]:
     return cls
 
 
+def patch_embed(embed, patches):
+    """A Qwen-VL patch embedding (a Conv3d whose stride is its kernel) as the matrix product it is: the same
+    result from one GEMM on the flattened patches, ~3x faster on CPU than the 5-D convolution."""
+    import torch.nn.functional as F
+
+    proj = embed.proj
+    return F.linear(patches.to(proj.weight.dtype), proj.weight.flatten(1), proj.bias)
+
+
 class ModelAdapter:
     """Wraps one transformers VLM. Subclasses set `family`, `model_types` and `geometry`."""
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from codecsight.geometry import QWEN2_5_VL
-from codecsight.models.base import ModelAdapter, register
+from codecsight.models.base import ModelAdapter, patch_embed, register
 from codecsight.vision.preprocess import CLIP_MEAN, CLIP_STD
 
 
@@ -77,7 +77,7 @@ class Qwen25VLAdapter(ModelAdapter):
         return self.visual.rotary_pos_emb(h, torch.stack(batch.patch_coords(), dim=-1).to(h.device))
 
     def vit_embed(self, batch):
-        h = self.visual.patch_embed(batch.patches.to(self.visual.dtype))
+        h = patch_embed(self.visual.patch_embed, batch.patches)
         return h, self._vit_rope(h, batch)
 
     def vit_qkv(self, layer, h, rope):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from codecsight.geometry import QWEN3_VL
-from codecsight.models.base import ModelAdapter, register
+from codecsight.models.base import ModelAdapter, patch_embed, register
 from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 from codecsight.vision.preprocess import HALF_MEAN, HALF_STD
 
@@ -76,7 +76,7 @@ class Qwen3VLAdapter(ModelAdapter):
     def vit_embed(self, batch):
         v = self.visual
         index, weight = self._vit_interp(batch)
-        h = v.patch_embed(batch.patches.to(v.dtype))
+        h = patch_embed(v.patch_embed, batch.patches)
         h = h + (v.pos_embed(index) * weight[:, :, None]).sum(1).to(h.dtype)
         return h, self._vit_rope(h, batch)
 

@@ -131,7 +131,12 @@ def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, wind
            "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, b.vit_flops + b.llm_flops),
            "vit_flops_fraction": c.vit_flops / max(1, b.vit_flops),
            "llm_flops_fraction": c.llm_flops / max(1, b.llm_flops),
-           "time_ratio": seconds / b_seconds, "seconds": seconds, "windows": c.windows,
+           "time_ratio": seconds / b_seconds, "seconds": seconds,
+           # where the time went (engine thread: plan, ViT, prefill, answers; decoding runs on reader threads)
+           "stage_seconds": dict(c.seconds),
+           "stage_time_ratio": {k: v / max(1e-9, b.seconds.get(k, 0.0)) for k, v in c.seconds.items()
+                                if b.seconds.get(k)},
+           "windows": c.windows,
            "windows_per_s": c.windows / seconds, "failed": failed}
     if not win:  # video rows: per category at the video level
         types = sorted({r.get("type", "all") for r in labels})

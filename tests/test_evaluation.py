@@ -61,6 +61,9 @@ def test_eval_command_on_a_ucf_crime_layout(tmp_path, capsys):
     assert r["method"] == "codecsight" and 0 <= r["f1"] <= 1 and r["windows"] == 2 * 7
     assert 0 < r["tokens_fraction"] < 1 and 0 < r["flops_fraction"] < 1
     assert len(r["sweep"]) == 19 and not r["failed"]
+    # the stages run one after another on the engine thread: their sum is part of the wall time
+    assert set(r["stage_seconds"]) == {"plan", "vit", "prefill", "answer"}
+    assert 0 < sum(r["stage_seconds"].values()) <= r["seconds"]
     assert r["per_question"]["Fighting"]["support"] == 2
     assert "video-level F1" in capsys.readouterr().out
     assert main(["eval", "--labels", str(data / "labels.jsonl"), "--model", str(model), "--method", "bogus"]) == 2

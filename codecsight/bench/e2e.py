@@ -135,13 +135,15 @@ def _prefix(path: str, seconds: float) -> str:
 
 def print_table(result: dict):
     head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} " \
-           f"{'time':>6s} {'win/s':>6s}"
+           f"{'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
     print(head)
     print("-" * len(head))
     for r in result["rows"]:
+        stage = r.get("stage_time_ratio", {})
         print(f"{r['method']:32s} {r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['tokens_fraction']:7.3f} "
               f"{r['flops_fraction']:7.3f} {r['vit_flops_fraction']:6.3f} {r['llm_flops_fraction']:6.3f} "
-              f"{r['time_ratio']:6.3f} {r['windows_per_s']:6.2f}")
+              f"{r['time_ratio']:6.3f} {stage.get('vit', 0):6.3f} {stage.get('prefill', 0):6.3f} "
+              f"{stage.get('answer', 0):6.3f} {r['windows_per_s']:6.2f}")
     if result["clips"]:
         print(f"\nreal clips, {result['clip_model']}")
         print(f"{'clip':40s} {'method':32s} {'win/s':>6s} {'time':>6s} {'tokens':>7s} {'FLOPs':>7s}")

@@ -184,3 +184,15 @@ def test_live_stream_that_outruns_the_model_degrades_explicitly(adapter, clip_di
     assert r.samples_dropped + c.windows_skipped > 0  # it fell behind, and said so
     assert c.samples + r.samples_dropped == 80  # every sample was either processed or counted as dropped
     assert c.windows == len(events) > 0
+
+
+def test_dropped_grid_answers_every_window_even_when_nothing_moves(adapter, clip8s):
+    """With unchanged tokens dropped, a window holds what stands still only through a full encoding inside it:
+    windows shorter than the plan's refresh period get one all the same (the first 2 s of the clip are static)."""
+    short = Question("is there a red object ?", window=4, stride=2)
+    events, reports = run(adapter, [clip8s], ["full", "codecsight-drop"], questions=(short,))
+    c, f = reports[0].counters["codecsight-drop"], reports[0].counters["full"]
+    assert c.windows == f.windows == 7
+    assert sorted(e.window for e in events if e.method == "codecsight-drop") == list(range(7))
+    # a whole temporal patch at least every 2 patches (every window's length), and still less than full
+    assert 4 * 24 <= c.tokens_encoded == c.tokens_llm < f.tokens_encoded

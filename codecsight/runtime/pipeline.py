@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -106,7 +106,12 @@ class StreamPipeline:
         self.groups = [_Group(adapter, method, w, s, qs, seed) for (w, s), qs in groups.items()]
         self.segments: deque[Segment] = deque(maxlen=max(g.patches for g in self.groups))
         self.cmap = ChangeMap(self.geometry, input_hw, method.rule) if method.select == "codec" else None
-        self.planner = TokenPlanner(self.geometry, method.plan) if method.select == "codec" else None
+        plan = method.plan
+        if method.grid == "dropped":
+            # a dropped window holds what stands still only through a full encoding inside it
+            shortest = min(g.patches for g in self.groups)
+            plan = replace(plan, refresh_every=min(plan.refresh_every or shortest, shortest))
+        self.planner = TokenPlanner(self.geometry, plan) if method.select == "codec" else None
         self.counters = Counters()
         self._frames: list[SampledFrame] = []
         self._t0 = 0.0  # stream time of the first sample

@@ -62,10 +62,37 @@ def test_training_forward_is_the_runtime_full_path(ref, clip_dir):
     with torch.no_grad():
         for first, window in ((0, 0), (4, 1)):
             ex = Example("s", first, questions, [0, 0], ["colour", "kind"])
-            fwd = window_forward(ref, stream, ex, False, ref.chat_system(SYSTEM_PROMPT), q_ids)
+            fwd = window_forward(ref, stream, ex, "none", ref.chat_system(SYSTEM_PROMPT), q_ids)
             p = torch.softmax(fwd.yes_no, -1)[:, 0]
             got = [e.p_yes for e in events if e.window == window]
             assert got == pytest.approx(p.tolist(), abs=1e-5)
+            # a plan that keeps everything leaves nothing to prune: both styles are the full path
+            for pruning in ("cached", "dropped"):
+                same = window_forward(ref, stream, ex, pruning, ref.chat_system(SYSTEM_PROMPT), q_ids)
+                assert torch.equal(same.yes_no, fwd.yes_no) and torch.equal(same.hidden, fwd.hidden)
+
+
+def test_training_forward_prunes_like_the_runtime(ref):
+    """cached: every token reaches the LLM, unchanged ones carrying their last encoding; dropped: only the tokens
+    the plan encodes do, in their own places."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, *INPUT_HW, 3), dtype=np.uint8)
+    keep = np.ones((4, 6, 8), bool)
+    keep[1:, :, 2:] = False  # after the first patch only the two left columns change
+    stream = Stream(frames, keep)
+    q = QUESTIONS[0].text
+    ex = Example("s", 0, [q], [0], ["colour"], length=8)
+    args = (ref.chat_system(SYSTEM_PROMPT), {q: ref.chat_question(q)})
+    with torch.no_grad():
+        runs = {p: window_forward(ref, stream, ex, p, *args) for p in ("none", "cached", "dropped")}
+        with pytest.raises(ValueError, match="pruning"):
+            window_forward(ref, stream, ex, "sometimes", *args)
+    assert len(runs["none"].hidden) == len(runs["cached"].hidden) == 4 * 48
+    assert len(runs["dropped"].hidden) == 48 + 3 * 12 == int(runs["dropped"].kept.sum())
+    assert runs["dropped"].kept.tolist() == torch.from_numpy(keep).flatten().tolist()
+    assert torch.equal(runs["none"].vision, runs["dropped"].vision)  # the tower sees every frame in training
+    assert not torch.allclose(runs["none"].yes_no, runs["cached"].yes_no)
+    assert not torch.allclose(runs["cached"].yes_no, runs["dropped"].yes_no)
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")), reason="not trained yet")

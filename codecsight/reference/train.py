@@ -10,9 +10,9 @@ shared prefix (the frames are run once per window, the questions as a batch on i
 stop token over the whole vocabulary, and per-token targets from the scene (targets.py). Shorter windows come
 first (--curriculum), and some windows are shown in grey levels without their colour questions (--grey).
 
-Pruned inputs are made in distribution: in half of the windows, the tokens the codec plan would not re-encode
-take the embedding of their last encoding (cached-token substitution, what the runtime's default does), using the
-real change map and token plan of the stream. Checkpoints go to --out every few minutes; the same command resumes.
+Pruned inputs are made in distribution with the stream's real change map and token plan: in 30% of the windows
+the tokens the plan would not re-encode take the embedding of their last encoding (the runtime's `cached` grid),
+in 30% they are left out (`dropped`), in 40% every token is fresh. Checkpoints go to --out every few minutes; the same command resumes.
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ class Forward:
     answer: torch.Tensor  # (Q, vocab) logits at the answer position
     end: torch.Tensor | None  # (Q, vocab) logits after the given answer word (should be <|im_end|>)
     vision: torch.Tensor  # (temporal patches, tokens, hidden): the vision tower's output, before substitution
-    hidden: torch.Tensor  # (temporal patches * tokens, hidden): the language model's middle state at those tokens
+    hidden: torch.Tensor  # (kept tokens, hidden): the language model's middle state at the visual tokens it saw
+    kept: torch.Tensor  # (temporal patches * tokens,) bool: which tokens of the window the language model saw
 
 
 def short_examples(data: str, length: int) -> list[Example]:
@@ -132,11 +133,15 @@ def short_examples(data: str, length: int) -> list[Example]:
     return out
 
 
-def window_forward(adapter, stream: Stream, ex: Example, substitute: bool, system_ids, question_ids,
+PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the codec plan does not re-encode
+
+
+def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_ids, question_ids,
                    answers: list[int] | None = None, grey: bool = False) -> Forward:
-    """Every question of one window, with gradients, through the runtime's layout and positions. With `answers`
-    (1 = Yes), each question is followed by its answer word, so the step after it can learn to stop. grey: the
-    frames in grey levels (training only, see `main`)."""
+    """Every question of one window, with gradients, through the runtime's layout and positions. pruning: the
+    runtime's two styles (`Method.grid`) on the stream's real token plan, or none. With `answers` (1 = Yes), each
+    question is followed by its answer word, so the step after it can learn to stop. grey: the frames in grey
+    levels (training only, see `main`)."""
     n = ex.length
     t = adapter.geometry.temporal
     frames = stream.frames[ex.first:ex.first + n]
@@ -146,22 +151,27 @@ def window_forward(adapter, stream: Stream, ex: Example, substitute: bool, syste
     vision = adapter.model.model.visual(pixels, grid_thw=torch.tensor([[gt, gh, gw]])).pooler_output
     rows, cols = gh // 2, gw // 2
     vision = embeds = vision.view(gt, rows * cols, -1)
-    if substitute:  # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
+    keep = torch.ones(gt, rows * cols, dtype=torch.bool)
+    if pruning != "none":
         keep = torch.from_numpy(stream.keep[ex.first // t: ex.first // t + gt].reshape(gt, -1))
+    if pruning == "cached":  # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
         out, last = [embeds[0]], embeds[0]
         for i in range(1, gt):
             last = torch.where(keep[i][:, None], embeds[i], last)
             out.append(last)
-        embeds = torch.stack(out)
+        embeds, keep = torch.stack(out), torch.ones_like(keep)
+    elif pruning != "dropped" and pruning != "none":
+        raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     coords = Segment.full_coords(rows, cols)
-    segs = [Segment(i, embeds[i], coords, (rows, cols), seconds=(ex.first + i * t) / RUNTIME["fps"])
-            for i in range(gt)]
+    # dropped: a patch keeps only its encoded tokens (the plan's periodic full encoding keeps every window whole)
+    segs = [Segment(i, embeds[i][keep[i]], coords[keep[i]], (rows, cols),
+                    seconds=(ex.first + i * t) / RUNTIME["fps"]) for i in range(gt) if keep[i].any()]
     lay = build_layout(adapter, Window(segs), system_ids)
     lm = adapter.language_model()
     cache = DynamicCache()
     states = lm(inputs_embeds=lay.embeds[None], position_ids=lay.positions[:, None], past_key_values=cache,
                 use_cache=True, output_hidden_states=True).hidden_states
-    hidden = states[len(states) // 2][0, lay.visual]  # what the upper layers' keys are made from
+    hidden = states[len(states) // 2][0, lay.visual]  # what the upper layers' keys are made from, kept tokens only
     yes, no = adapter.yes_no_ids()
     q_ids = [question_ids[q] for q in ex.questions]
     if answers is not None:
@@ -178,16 +188,16 @@ def window_forward(adapter, stream: Stream, ex: Example, substitute: bool, syste
     at = ends - 1 if answers is not None else ends
     answer = adapter.model.lm_head(h[torch.arange(Q), at])  # the text model's output is already normed
     end = adapter.model.lm_head(h[torch.arange(Q), ends]) if answers is not None else None
-    return Forward(answer[:, [yes, no]], answer, end, vision, hidden)
+    return Forward(answer[:, [yes, no]], answer, end, vision, hidden, keep.flatten())
 
 
-def evaluate(adapter, streams, examples, system_ids, question_ids, substitute=False) -> dict:
+def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none") -> dict:
     """Per question type: accuracy and F1 at P(Yes) >= 0.5."""
     stats: dict[str, list[int]] = {}
     adapter.model.eval()
     with torch.no_grad():
         for ex in examples:
-            fwd = window_forward(adapter, streams[ex.stream], ex, substitute, system_ids, question_ids)
+            fwd = window_forward(adapter, streams[ex.stream], ex, pruning, system_ids, question_ids)
             pred = fwd.yes_no.argmax(-1) == 0
             for p, a, t in zip(pred.tolist(), ex.answers, ex.types):
                 s = stats.setdefault(t, [0, 0, 0, 0])
@@ -287,8 +297,12 @@ def main(argv=None) -> int:
             # held-out combinations (a blue person): in some windows the colour is taken away, and with it the
             # colour questions and targets, so that kind is learned from shape.
             grey = random.random() < args.grey
-            fwd = window_forward(adapter, stream, ex, random.random() < 0.5, system_ids, question_ids, ex.answers,
-                                 grey)
+            pruning = random.choices(PRUNING, (0.4, 0.3, 0.3))[0]
+            if pruning == "dropped" and ex.length < RUNTIME["window"]:
+                # a dropped window holds what does not move only if the plan's periodic full encoding falls
+                # inside it, which the runtime's window guarantees and a short one does not
+                pruning = "cached"
+            fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, grey)
             target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
             weight = torch.tensor([0.0 if grey and t == "colour" else pos_weight[t] if a else 1.0
                                    for a, t in zip(ex.answers, ex.types)])
@@ -304,9 +318,10 @@ def main(argv=None) -> int:
                 first = ex.first // adapter.geometry.temporal
                 tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
                 seen = torch.tensor([not (grey and c in COLOURS) for c in CLASSES], dtype=torch.float32)
-                for name, h in (("vision", fwd.vision.flatten(0, 1)), ("hidden", fwd.hidden)):
+                for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
+                                      ("hidden", fwd.hidden, fwd.kept)):
                     loss = loss + args.aux * F.binary_cross_entropy_with_logits(
-                        aux[name](h), tokens, weight=seen, pos_weight=torch.tensor(4.0))
+                        aux[name](h), tokens[rows], weight=seen, pos_weight=torch.tensor(4.0))
             (loss / args.batch).backward()
             loss_sum += loss.item() / args.batch
         torch.nn.utils.clip_grad_norm_([*adapter.model.parameters(), *aux.parameters()], 1.0)

@@ -80,3 +80,24 @@ def test_enter_labels_agree_with_the_scene(heldout):
         vis = states.visible[:, w]
         entered = ((vis[:, :-1] == 0) & (vis[:, 1:] == 1)).any() or ((vis[:, 0] == 0)[:, None] & (vis == 1)).any()
         assert entered == (x["answer"] == "Yes")
+
+
+def test_e2e_bench_runs_on_generated_streams(heldout, tmp_path, capsys):
+    """`codecsight bench e2e` on the generator's output: every method scored against full in one run, and the
+    static-camera streams timed beside the real clips."""
+    from codecsight.cli import main
+
+    out = tmp_path / "e2e.json"
+    assert main(["bench", "e2e", "--data", str(heldout), "--methods", "codecsight,uniform", "--videos",
+                 str(tmp_path / "none"), "--clip-model", "reference", "--clip-methods", "full,codecsight",
+                 "--static-streams", "1", "--clip-seconds", "12", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    methods = [row["method"] for row in r["rows"]]
+    assert methods[:2] == ["full", "codecsight"] and methods[2].startswith("uniform:retention=")
+    full, ours = r["rows"][0], r["rows"][1]
+    assert full["flops_fraction"] == full["time_ratio"] == 1.0 and full["windows"] == ours["windows"] > 0
+    assert 0 < ours["tokens_fraction"] < 1 and 0 < ours["flops_fraction"] < 1
+    assert [(c["kind"], c["method"]) for c in r["clips"]] == [("static", "full"), ("static", "codecsight")]
+    assert r["clips"][0]["time_ratio"] == 1.0 and r["clips"][1]["flops_fraction"] < 1
+    assert (tmp_path / "e2e.png").stat().st_size > 0
+    assert "labelled static-camera streams" in capsys.readouterr().out

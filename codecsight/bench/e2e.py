@@ -26,7 +26,9 @@ def add_arguments(p):
     p.add_argument("--model", default=None, help="hub id or folder (default: the bundled reference VLM)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (full is always run)")
     p.add_argument("--videos", default=DEFAULT_VIDEOS, help="real clips for throughput (default: %(default)s)")
-    p.add_argument("--clip-seconds", type=float, default=30.0, help="seconds of each real clip to time")
+    p.add_argument("--clip-seconds", type=float, default=30.0, help="seconds of each clip to time")
+    p.add_argument("--static-streams", type=int, default=2,
+                   help="also time this many of the labelled (static-camera) streams with the clip model")
     p.add_argument("--clip-model", choices=("medium", "reference"), default="medium",
                    help="model for the real-clip throughput: medium random weights with real proportions "
                         "(compute dominates, as for real models), or the reference VLM")
@@ -74,7 +76,10 @@ def run(args) -> int:
 
             clip_model = medium_adapter()
         side = clip_model.geometry.snap(args.clip_size, args.clip_size)
-        throughput = clip_throughput(clip_model, [m for m in args.clip_methods.split(",") if m], args.videos,
+        videos = sorted({r["video"] for r in labels})[:max(0, args.static_streams)]
+        clips = [(os.path.join(args.videos, f), "real") for f in _clips(args.videos)] + \
+                [(os.path.join(data, v), "static") for v in videos]
+        throughput = clip_throughput(clip_model, [m for m in args.clip_methods.split(",") if m], clips,
                                      args.clip_seconds, side)
     from codecsight.bench.medium import DESCRIPTION
 
@@ -92,22 +97,26 @@ def run(args) -> int:
     return 0
 
 
-def clip_throughput(adapter, specs, videos: str, seconds: float, input_hw) -> list[dict]:
-    """Windows per second of each method on the real clips (no labels), against full in the same run."""
+def _clips(videos: str) -> list[str]:
+    return sorted(f for f in os.listdir(videos) if f.endswith(".mp4")) if os.path.isdir(videos) else []
+
+
+def clip_throughput(adapter, specs, clips: list[tuple[str, str]], seconds: float, input_hw) -> list[dict]:
+    """Windows per second of each method on (path, kind) clips, no labels; kind: "real" camera clips or
+    "static" labelled streams. Against full in the same run."""
     from codecsight.evaluation import run_method
     from codecsight.runtime import Question
 
-    names = sorted(f for f in os.listdir(videos) if f.endswith(".mp4")) if os.path.isdir(videos) else []
     out = []
-    for name in names:
-        path = os.path.join(videos, name)
+    for path, kind in clips:
+        name = os.path.basename(path)
         src = _prefix(path, seconds)
         base = None
         for spec in specs:
             _, c, elapsed, _ = run_method(adapter, spec, [(name, src)], [Question("Is there a person?")], 2.0,
                                           input_hw)
             base = base or (c, elapsed)
-            out.append({"clip": name, "method": spec, "windows_per_s": c.windows / elapsed,
+            out.append({"clip": name, "kind": kind, "method": spec, "windows_per_s": c.windows / elapsed,
                         "time_ratio": elapsed / base[1], "tokens_fraction": c.tokens_encoded / max(1, c.tokens),
                         "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, base[0].vit_flops + base[0].llm_flops)})
         os.unlink(src)
@@ -145,7 +154,7 @@ def print_table(result: dict):
               f"{r['time_ratio']:6.3f} {stage.get('vit', 0):6.3f} {stage.get('prefill', 0):6.3f} "
               f"{stage.get('answer', 0):6.3f} {r['windows_per_s']:6.2f}")
     if result["clips"]:
-        print(f"\nreal clips, {result['clip_model']}")
+        print(f"\nthroughput (real camera clips, then labelled static-camera streams), {result['clip_model']}")
         print(f"{'clip':40s} {'method':32s} {'win/s':>6s} {'time':>6s} {'tokens':>7s} {'FLOPs':>7s}")
         for r in result["clips"]:
             print(f"{r['clip']:40s} {r['method']:32s} {r['windows_per_s']:6.2f} {r['time_ratio']:6.3f} "

@@ -190,9 +190,9 @@ def test_dropped_grid_answers_every_window_even_when_nothing_moves(adapter, clip
     """With unchanged tokens dropped, a window holds what stands still only through a full encoding inside it:
     windows shorter than the plan's refresh period get one all the same (the first 2 s of the clip are static)."""
     short = Question("is there a red object ?", window=4, stride=2)
-    events, reports = run(adapter, [clip8s], ["full", "codecsight-drop"], questions=(short,))
-    c, f = reports[0].counters["codecsight-drop"], reports[0].counters["full"]
+    events, reports = run(adapter, [clip8s], ["full", "codecsight"], questions=(short,))
+    c, f = reports[0].counters["codecsight"], reports[0].counters["full"]
     assert c.windows == f.windows == 7
-    assert sorted(e.window for e in events if e.method == "codecsight-drop") == list(range(7))
+    assert sorted(e.window for e in events if e.method == "codecsight") == list(range(7))
     # a whole temporal patch at least every 2 patches (every window's length), and still less than full
     assert 4 * 24 <= c.tokens_encoded == c.tokens_llm < f.tokens_encoded

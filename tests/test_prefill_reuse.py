@@ -241,3 +241,28 @@ def test_segments_from_the_pruned_vit_prefill_like_the_stock_model():
     window, answer, stats, _ = slide(a, "random", 1.0, segs, width=3, stride=2)[-1]
     assert stats.new < stats.tokens
     assert (answer.logits - full_logits(a, window)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("adapter_class", FAMILIES)
+def test_streams_prefilled_together_equal_each_alone(adapter_class):
+    """prefill_many batches the windows of several streams (different lengths, policies and reuse states, so
+    padded rows and stages over different layers) and must give each stream exactly what it gets alone."""
+    from codecsight.prefill.engine import prefill_many
+
+    a = tiny(adapter_class)
+    streams = [("deviation", segments(a, 8, keep=0.6, seed=1)), ("codec", segments(a, 8, seed=2)),
+               ("full", segments(a, 6, keep=0.8, seed=3))]
+
+    def make():
+        return [WindowPrefill(a, SYSTEM, policy=p, budget=0.3, yes_no=YES_NO) for p, _ in streams]
+
+    alone, together = make(), make()
+    for w in range(2):
+        windows = [Window(segs[w * 2:w * 2 + 4 + i], w) for i, (_, segs) in enumerate(streams)]
+        one = [wp.prefill(win) for wp, win in zip(alone, windows)]
+        many = prefill_many(list(zip(together, windows)))
+        for (kv1, s1), (kv2, s2) in zip(one, many):
+            assert s1 == s2 and kv1.keys == kv2.keys and torch.equal(kv1.positions, kv2.positions)
+            for x, y in zip(kv1.k + kv1.v, kv2.k + kv2.v):
+                assert (x - y).abs().max() <= 1e-5
+    assert [s.policy for _, s in many] == ["deviation", "codec", "full"]  # the second windows reused KV

@@ -27,6 +27,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
 from codecsight.errors import ConfigError
@@ -105,18 +106,100 @@ def causal_mask(q_seq: torch.Tensor, k_seq: torch.Tensor, dtype: torch.dtype) ->
     return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[None, None]
 
 
-def run_layers(adapter, h, positions, mask, cache, layers, deepstack=None):
-    """Run hidden states h (1, n, hidden) at positions (3, n) through `layers`; each layer appends its KV of these
-    tokens to `cache`. deepstack: (rows of h that are visual, per-layer features for those rows)."""
+def run_layers(adapter, h, pos_emb, mask, cache, layers, deepstack=None):
+    """Run hidden states h (B, n, hidden) with rotary cos/sin `pos_emb` (B, n, head_dim each) through `layers`;
+    each layer appends its KV of these tokens to `cache`. deepstack: (rows of h flattened to (B * n) that are
+    visual, per-layer features for those rows)."""
     blocks = adapter.language_model().layers
-    pos_emb = adapter.rotary(h, positions.to(h.device))
     mask = mask.to(h.device) if mask is not None else None
     for i in layers:
         h = blocks[i](h, attention_mask=mask, position_embeddings=pos_emb, past_key_values=cache)
         if deepstack is not None and i < len(deepstack[1]):
             rows, feats = deepstack
-            h = h.index_add(1, rows.to(h.device), feats[i][None].to(h.dtype))
+            h = h.flatten(0, 1).index_add(0, rows.to(h.device), feats[i].to(h.dtype)).view(h.shape)
     return h
+
+
+@dataclass
+class Stage:
+    """Tokens of one window to run through some layers: the `active` slots are computed, the other slots' KV is
+    read from K, V (per layer (1, kv_heads, L, head_dim)), and the computed KV is written back into them. h: the
+    active tokens' hidden states (1, n_active, hidden) when they continue from earlier layers."""
+
+    lay: Layout
+    active: torch.Tensor
+    K: list[torch.Tensor]
+    V: list[torch.Tensor]
+    h: torch.Tensor | None = None
+
+
+def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor]:
+    """Run the stages of several windows (of one stream or many) as one batch through `layers`: each is a row,
+    padded to the longest; a query sees keys of its own row only, at sequence slots up to its own. Returns each
+    stage's hidden states (1, n_active, hidden)."""
+    n_layers = len(adapter.language_model().layers)
+    qs = [s.active.nonzero().flatten() for s in stages]
+    ps = [(~s.active).nonzero().flatten() for s in stages]
+    nq, npast = max(map(len, qs)), max(map(len, ps))
+    like = stages[0].lay.embeds
+    h = like.new_zeros(len(stages), nq, like.shape[-1])
+    cos, sin = [], []
+    mask = torch.full((len(stages), 1, nq, npast + nq), torch.finfo(like.dtype).min, dtype=like.dtype)
+    rows, feats = [], []
+    for j, (s, q, p) in enumerate(zip(stages, qs, ps)):
+        h[j, :len(q)] = s.h[0] if s.h is not None else s.lay.embeds[q]
+        c, si = adapter.rotary(h[j:j + 1, :len(q)], s.lay.positions[:, q].to(h.device))
+        cos.append(F.pad(c, (0, 0, 0, nq - len(q)), value=1.0))
+        sin.append(F.pad(si, (0, 0, 0, nq - len(q))))
+        mask[j, 0, :len(q), :len(p)] = causal_mask(q, p, like.dtype)[0, 0]
+        mask[j, 0, :len(q), npast:npast + len(q)] = causal_mask(q, q, like.dtype)[0, 0]
+        pad = torch.arange(len(q), nq)
+        mask[j, 0, pad, npast + pad] = 0.0  # padding rows see themselves only (no row may see nothing)
+        if s.lay.deepstack is not None:
+            visual_index = s.lay.visual.long().cumsum(0) - 1
+            r = s.lay.visual[q].nonzero().flatten()
+            rows.append(r + j * nq)
+            feats.append([d[visual_index[q[r]]] for d in s.lay.deepstack])
+    deepstack = (torch.cat(rows), [torch.cat(f) for f in zip(*feats)]) if rows else None
+
+    def past(X, i, j):
+        return F.pad(X[i][:, :, ps[j]], (0, 0, 0, npast - len(ps[j])))
+
+    cache = DynamicCache(ddp_cache_data=[
+        (torch.cat([past(s.K, i, j) for j, s in enumerate(stages)]),
+         torch.cat([past(s.V, i, j) for j, s in enumerate(stages)])) if i in layers and npast else (None, None)
+        for i in range(n_layers)])
+    h = run_layers(adapter, h, (torch.cat(cos), torch.cat(sin)), mask, cache, layers, deepstack)
+    for j, (s, q) in enumerate(zip(stages, qs)):
+        for i in layers:
+            s.K[i][:, :, q] = cache.layers[i].keys[j:j + 1, :, npast:npast + len(q)]
+            s.V[i][:, :, q] = cache.layers[i].values[j:j + 1, :, npast:npast + len(q)]
+    return [h[j:j + 1, :len(q)] for j, q in enumerate(qs)]
+
+
+@torch.inference_mode()
+def prefill_many(jobs: list[tuple["WindowPrefill", Window]]) -> list[tuple[WindowKV, PrefillStats]]:
+    """Prefill windows of several streams (one WindowPrefill each, one model) together: every stage they need is
+    run in one batch with the stages of the others that cover the same layers. Equal to prefilling each alone."""
+    steps = [p.steps(w) for p, w in jobs]
+    pending, results = {}, {}
+
+    def advance(i, h=None):
+        try:
+            pending[i] = steps[i].send(h)
+        except StopIteration as done:
+            pending.pop(i, None)
+            results[i] = done.value
+
+    for i in range(len(jobs)):
+        advance(i)
+    while pending:
+        layers = next(iter(pending.values()))[1]
+        batch = [i for i, (_, r) in pending.items() if r == layers]
+        adapter = jobs[batch[0]][0].adapter
+        for i, h in zip(batch, run_stages(adapter, [pending[i][0] for i in batch], layers)):
+            advance(i, h)
+    return [results[i] for i in range(len(jobs))]
 
 
 class WindowPrefill:
@@ -151,15 +234,19 @@ class WindowPrefill:
 
     # ---- one window ---------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def prefill(self, window: Window) -> tuple[WindowKV, PrefillStats]:
         """KV of the window [system][segments], reusing the previous window's where the policy allows."""
+        return prefill_many([(self, window)])[0]
+
+    def steps(self, window: Window):
+        """The prefill of one window as a generator: it yields (Stage, layers) to be run (by `prefill_many`, with
+        other streams' stages), is sent back the stage's hidden states, and returns (WindowKV, PrefillStats)."""
         lay = build_layout(self.adapter, window, self.system_ids)
         prev = self.kv
         if prev is None or self.refusal or self.policy == "full" or prev.age + 1 >= self.full_every:
-            kv, stats = self._full(lay)
+            kv, stats = yield from self._full(lay)
         else:
-            kv, stats = self._reuse(lay, prev)
+            kv, stats = yield from self._reuse(lay, prev)
         self.kv = kv
         return kv, stats
 
@@ -171,27 +258,6 @@ class WindowPrefill:
         return ([torch.empty(shape, **like) for _ in range(self.n_layers)],
                 [torch.empty(shape, **like) for _ in range(self.n_layers)])
 
-    def _stage(self, lay: Layout, active: torch.Tensor, K, V, layers: range, h=None) -> torch.Tensor:
-        """Compute the `active` tokens through `layers`, the others' KV taken from K, V (updated in place)."""
-        q_seq, p_seq = active.nonzero().flatten(), (~active).nonzero().flatten()
-        cache = DynamicCache(ddp_cache_data=[
-            (K[i][:, :, p_seq], V[i][:, :, p_seq]) if i in layers and len(p_seq) else (None, None)
-            for i in range(self.n_layers)])
-        if h is None:
-            h = lay.embeds[q_seq][None]
-        deepstack = None
-        if lay.deepstack is not None:
-            visual_index = lay.visual.long().cumsum(0) - 1
-            rows = lay.visual[q_seq].nonzero().flatten()
-            sel = visual_index[q_seq[rows]]
-            deepstack = (rows, [d[sel] for d in lay.deepstack])
-        mask = causal_mask(q_seq, torch.cat([p_seq, q_seq]), h.dtype)
-        h = run_layers(self.adapter, h, lay.positions[:, q_seq], mask, cache, layers, deepstack)
-        for i in layers:
-            K[i][:, :, q_seq] = cache.layers[i].keys[:, :, len(p_seq):]
-            V[i][:, :, q_seq] = cache.layers[i].values[:, :, len(p_seq):]
-        return h
-
     def _flops(self, lay: Layout, active: torch.Tensor, layers: int) -> int:
         slots = active.nonzero().flatten().numpy()
         return count_flops(self.adapter.config, prefill=prefill_work(slots, logits=0)).llm * layers // self.n_layers
@@ -199,7 +265,7 @@ class WindowPrefill:
     def _full(self, lay: Layout) -> tuple[WindowKV, PrefillStats]:
         K, V = self._empty(lay)
         everything = torch.ones(len(lay), dtype=torch.bool)
-        self._stage(lay, everything, K, V, range(self.n_layers))
+        yield Stage(lay, everything, K, V), range(self.n_layers)
         flops = self._flops(lay, everything, self.n_layers)
         stats = PrefillStats("full", len(lay), len(lay), 0, 0, len(lay) * self.n_layers, flops, flops)
         return WindowKV(lay.keys, lay.positions, K, V, lay.cursor, age=0), stats
@@ -227,14 +293,14 @@ class WindowPrefill:
         if self.policy == "deviation":
             c = self.check_layer
             first = torch.arange(L) >= prefix  # every token after the exact prefix runs the first c layers
-            h = self._stage(lay, first, K, V, range(c))
+            h = yield Stage(lay, first, K, V), range(c)
             slots = first.nonzero().flatten()  # the sequence slot of each row of h
             rows = candidates[slots].nonzero().flatten()
             deviation = (self.adapter.values(c, h[:, rows]) - V[c][:, :, slots[rows]]).square().sum(dim=(0, 1, 3))
             refresh = torch.zeros(L, dtype=torch.bool)
             refresh[slots[rows[deviation.topk(k).indices.cpu()]]] = True
             active = ~reused | refresh
-            self._stage(lay, active, K, V, range(c, N), h=h[:, active[first]])
+            yield Stage(lay, active, K, V, h[:, active[first]]), range(c, N)
             spec = llm_spec(self.adapter.config)
             check = 2 * spec.hidden * spec.kv_heads * spec.head_dim * len(rows)  # the value projections compared
             flops = self._flops(lay, first, c) + self._flops(lay, active, N - c) + check
@@ -243,7 +309,7 @@ class WindowPrefill:
             refresh = self._choose(lay, candidates, k)
             active = ~reused | refresh
             if active.any():
-                self._stage(lay, active, K, V, range(N))
+                yield Stage(lay, active, K, V), range(N)
             flops = self._flops(lay, active, N)
             token_layers = int(active.sum()) * N
         stats = PrefillStats(self.policy, L, int((~reused).sum()), prefix, int(refresh.sum()), token_layers,
@@ -311,7 +377,8 @@ class WindowPrefill:
         for step in range(max(1, max_new_tokens)):
             seen = ((owner[None] == -1) | (owner[None] == q_owner[:, None])) & (order[None] <= q_order[:, None])
             mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
-            h = run_layers(self.adapter, h, (kv.cursor + q_order).expand(3, -1), mask, cache, layers)
+            pos_emb = self.adapter.rotary(h, (kv.cursor + q_order).expand(3, -1).to(h.device))
+            h = run_layers(self.adapter, h, pos_emb, mask, cache, layers)
             if max_new_tokens == 0:  # P(Yes) only: two rows of the vocabulary table instead of all of them
                 first = self.adapter.logits(h[0, ends], rows=[yes, no]).float()
                 return [Answer("", [], float(torch.softmax(f, dim=0)[0]), f) for f in first]

@@ -69,6 +69,28 @@ def test_two_streams_and_two_questions_at_once(adapter, clip8s, square_clip):
     assert reports[1].counters["codecsight"].windows > 0 and not any(r.error for r in reports)
 
 
+def test_streams_share_prefill_calls_and_answer_as_if_alone(adapter, clip8s, monkeypatch):
+    """Due windows of several streams (and methods) are prefilled in one batch; answers equal each stream alone."""
+    import codecsight.runtime.engine as engine
+
+    sizes = []
+
+    def spy(jobs):
+        sizes.append(len(jobs))
+        return prefill_many(jobs)
+
+    prefill_many = engine.prefill_many
+    monkeypatch.setattr(engine, "prefill_many", spy)
+    together, _ = run(adapter, [clip8s, clip8s], ["codecsight", "full"])
+    assert max(sizes) >= 4  # two streams x two methods in one call
+    alone, _ = run(adapter, [clip8s], ["codecsight", "full"])
+    key = lambda e: (e.method, e.window, e.question)  # noqa: E731
+    for stream in ("s0", "s1"):
+        mine = sorted((e for e in together if e.stream == stream), key=key)
+        assert [key(e) for e in mine] == sorted(map(key, alone))
+        assert [e.p_yes for e in mine] == pytest.approx([e.p_yes for e in sorted(alone, key=key)], abs=1e-5)
+
+
 def test_stream_that_breaks_mid_window_keeps_what_was_answered(adapter, clip_dir, tmp_path):
     ts = moving_square_clip(str(clip_dir / "square80.ts"), n=80)
     data = open(ts, "rb").read()

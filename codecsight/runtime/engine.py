@@ -2,7 +2,9 @@
 
 Each stream is read on its own thread (decode and codec signals, a bounded queue of sampled frames). The engine
 loop takes what every stream has ready, runs each stream's pipelines up to their encode requests, packs the
-requests of all streams into one ViT call per method, and answers the windows that became due.
+requests of all streams into one ViT call per method, prefills the windows that became due in all streams and
+methods as one batch per stage (`prefill_many`; successive windows of one stream go in successive rounds, each
+needs the KV of the one before), and answers them.
 
 Degradation is explicit and bounded. A file is read as fast as the model takes it (its reader blocks on a full
 queue). A live stream cannot wait: while its queue is more than half full the engine skips its due windows
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 
 from codecsight.errors import CodecSightError, ConfigError
 from codecsight.runtime.methods import Method
-from codecsight.runtime.pipeline import Counters, Event, Question, StreamPipeline
+from codecsight.prefill.engine import prefill_many
+from codecsight.runtime.pipeline import Counters, Due, Event, Question, StreamPipeline
 from codecsight.signals import DecodeOptions, Sampling, SignalReader, sample_frames
 from codecsight.signals.source import NETWORK_SCHEMES, describe
 from codecsight.vision.encoder import PrunedViT
@@ -155,7 +158,7 @@ class Engine:
 
     def _step(self, work) -> list[Event]:
         requests = {m.name: [] for m in self.methods}  # method -> [(pipeline, request)]
-        events = []
+        due = []
         for s, sampled in work:
             for p in s.pipelines:
                 req = p.push(sampled)
@@ -169,7 +172,22 @@ class Engine:
             patches = self.vits[m.name].encode([r for _, r in batch], full_grid=m.grid == "cached")
             share = (time.perf_counter() - t0) / len(batch)
             for (p, _), patch in zip(batch, patches):
-                events += p.encoded(patch, share)
+                due += p.encoded(patch, share)
+        return self._answer(due)
+
+    def _answer(self, due: list[Due]) -> list[Event]:
+        events = []
+        while due:
+            batch, later, taken = [], [], set()
+            for d in due:  # one window per prefill state a round
+                (later if id(d.group.prefill) in taken else batch).append(d)
+                taken.add(id(d.group.prefill))
+            t0 = time.perf_counter()
+            done = prefill_many([(d.group.prefill, d.window) for d in batch])
+            share = (time.perf_counter() - t0) / len(batch)
+            for d, (kv, stats) in zip(batch, done):
+                events += d.pipeline.answer(d, kv, stats, share)
+            due = later
         return events
 
     def _finish(self, s: _Session):

@@ -15,7 +15,7 @@ import torch
 
 from codecsight.flops import count_flops, prefill_work, vision_work
 from codecsight.plan import TokenPlanner
-from codecsight.prefill.engine import WindowPrefill
+from codecsight.prefill.engine import PrefillStats, WindowKV, WindowPrefill
 from codecsight.prefill.window import Segment, Window
 from codecsight.runtime.methods import Method
 from codecsight.signals import ChangeMap, SampledFrame
@@ -89,6 +89,16 @@ class _Group:
         self.ids = [adapter.chat_question(q.text) for q in questions]
         self.prefill = WindowPrefill(adapter, adapter.chat_system(SYSTEM_PROMPT), policy=method.kv_policy,
                                      budget=method.kv_budget, full_every=method.full_every, seed=seed)
+
+
+@dataclass
+class Due:
+    """A window that became due; the engine prefills the due windows of all streams together, then each is
+    answered by its pipeline."""
+
+    pipeline: "StreamPipeline"
+    group: _Group
+    window: Window
 
 
 class StreamPipeline:
@@ -183,7 +193,7 @@ class StreamPipeline:
 
     # ---- after the ViT ----------------------------------------------------------------------------------
 
-    def encoded(self, patch: EncodedPatch, vit_seconds: float) -> list[Event]:
+    def encoded(self, patch: EncodedPatch, vit_seconds: float) -> list[Due]:
         number, frames, keep = self._pending.popleft()  # requests come back in the order they were made
         if number == 1:
             self._t0 = frames[0].signal.pts
@@ -228,9 +238,9 @@ class StreamPipeline:
 
     # ---- windows ----------------------------------------------------------------------------------------
 
-    def _due(self, n: int) -> list[Event]:
-        """Answer the windows that end with patch number n."""
-        events = []
+    def _due(self, n: int) -> list[Due]:
+        """The windows that end with patch number n."""
+        due = []
         for g in self.groups:
             if n < g.patches or (n - g.patches) % g.stride:
                 continue
@@ -238,23 +248,22 @@ class StreamPipeline:
             if self.behind:
                 self.counters.windows_skipped += 1
                 continue
-            events += self._answer(g, index, n)
-        return events
+            segs = [s for s in self.segments if s.key > n - g.patches]
+            if segs:
+                due.append(Due(self, g, Window(segs, index)))
+        return due
 
-    def _answer(self, g: _Group, index: int, n: int) -> list[Event]:
-        segs = [s for s in self.segments if s.key > n - g.patches]
-        if not segs:
-            return []
+    def answer(self, due: Due, kv: WindowKV, stats: PrefillStats, prefill_seconds: float) -> list[Event]:
+        """Answer a due window's standing questions on its prefilled KV."""
+        g, index = due.group, due.window.index
         c = self.counters
-        t0 = time.perf_counter()
-        kv, stats = g.prefill.prefill(Window(segs, index))
         t1 = time.perf_counter()
         answers = g.prefill.ask(kv, g.ids, max_new_tokens=self.answer_tokens)
-        c.seconds["prefill"] += t1 - t0
+        c.seconds["prefill"] += prefill_seconds
         c.seconds["answer"] += time.perf_counter() - t1
         c.llm_flops += stats.flops
         # against full compute: every token of every patch of the window, prefilled from scratch
-        present = sum(seg.embeds.shape[0] for seg in segs)
+        present = sum(seg.embeds.shape[0] for seg in due.window.segments)
         full_len = stats.tokens - present + g.patches * self.grid[0] * self.grid[1]
         c.llm_flops_full += count_flops(self.adapter.config, prefill=prefill_work(np.arange(full_len), logits=0)).llm
         c.windows += 1

@@ -1,8 +1,10 @@
 """The streaming runtime end to end on tiny random-weight models (real classes) and generated clips."""
+import os
+
 import numpy as np
 import pytest
 import torch
-from clips import moving_square_clip
+from clips import moving_square_clip, shared_clip
 from tiny import tiny_vlm
 
 from codecsight.errors import ConfigError
@@ -218,3 +220,30 @@ def test_dropped_grid_answers_every_window_even_when_nothing_moves(adapter, clip
     assert sorted(e.window for e in events if e.method == "codecsight") == list(range(7))
     # a whole temporal patch at least every 2 patches (every window's length), and still less than full
     assert 4 * 24 <= c.tokens_encoded == c.tokens_llm < f.tokens_encoded
+
+
+@pytest.mark.skipif(not os.path.exists(shared_clip("one-by-one-person")), reason="shared clips not present")
+def test_watch_on_a_shared_clip_with_the_reference_model(tmp_path, capsys):
+    """The main job as a user runs it: a real camera clip (its first 14 s, stream-copied, not re-encoded), the
+    bundled reference VLM, full compute beside it; summary figures agree with the events and counters."""
+    import json
+
+    from codecsight.bench.e2e import clip_prefix
+    from codecsight.cli import main
+
+    src = clip_prefix(shared_clip("one-by-one-person"), 14.0)
+    jsonl = tmp_path / "events.jsonl"
+    try:
+        rc = main(["watch", src, "--ask", "Is there a person?", "--ask", "Is there a red object?",
+                   "--compare", "full", "--jsonl", str(jsonl), "--answer-tokens", "2"])
+    finally:
+        os.unlink(src)
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    windows = (28 - 16) // 4 + 1  # 14 s at 2 fps, the model's 16-sample window and stride 4
+    assert len(rows) == 2 * 2 * windows and {r["answer"].split()[0] for r in rows} <= {"Yes", "No"}
+    summary = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("tmp")}
+    assert summary["codecsight"][2] == summary["full"][2] == str(windows)
+    assert 0 < float(summary["codecsight"][4].rstrip("%")) < 100 == float(summary["full"][4].rstrip("%"))
+    assert "agreement with full:" in out

@@ -110,7 +110,7 @@ def clip_throughput(adapter, specs, clips: list[tuple[str, str]], seconds: float
     out = []
     for path, kind in clips:
         name = os.path.basename(path)
-        src = _prefix(path, seconds)
+        src = clip_prefix(path, seconds)
         base = None
         for spec in specs:
             _, c, elapsed, _ = run_method(adapter, spec, [(name, src)], [Question("Is there a person?")], 2.0,
@@ -123,7 +123,7 @@ def clip_throughput(adapter, specs, clips: list[tuple[str, str]], seconds: float
     return out
 
 
-def _prefix(path: str, seconds: float) -> str:
+def clip_prefix(path: str, seconds: float) -> str:
     """The first `seconds` of a clip, stream-copied (no re-encode) to a temporary MPEG-TS file."""
     import av
 

@@ -266,3 +266,24 @@ def test_streams_prefilled_together_equal_each_alone(adapter_class):
             for x, y in zip(kv1.k + kv1.v, kv2.k + kv2.v):
                 assert (x - y).abs().max() <= 1e-5
     assert [s.policy for _, s in many] == ["deviation", "codec", "full"]  # the second windows reused KV
+
+
+@pytest.mark.parametrize("adapter_class", FAMILIES)
+@pytest.mark.parametrize("max_new_tokens", [0, 3])
+def test_windows_asked_together_equal_each_alone(adapter_class, max_new_tokens):
+    """ask_many pads windows of different lengths with different numbers and lengths of questions into one batch;
+    every answer (text, ids, P(Yes), first logits) must equal the window asked alone."""
+    from codecsight.prefill.engine import ask_many
+
+    a = tiny(adapter_class)
+    jobs = []
+    for i, (n, qs) in enumerate([(4, [QUESTION, [21, 22, 24, 25, 26]]), (6, [[41, 42]]),
+                                 (3, [[21, 22, 23], [21, 22, 27], [21, 29]])]):
+        wp = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
+        kv, _ = wp.prefill(Window(segments(a, n, keep=0.7, seed=i)))
+        jobs.append((wp, kv, qs))
+    together = ask_many(jobs, max_new_tokens)
+    for (wp, kv, qs), answers in zip(jobs, together):
+        for x, y in zip(wp.ask(kv, qs, max_new_tokens), answers, strict=True):
+            assert x.text == y.text and x.ids == y.ids and x.p_yes == pytest.approx(y.p_yes, abs=1e-5)
+            assert (x.logits - y.logits).abs().max() <= 1e-4

@@ -72,19 +72,24 @@ def test_two_streams_and_two_questions_at_once(adapter, clip8s, square_clip):
 
 
 def test_streams_share_prefill_calls_and_answer_as_if_alone(adapter, clip8s, monkeypatch):
-    """Due windows of several streams (and methods) are prefilled in one batch; answers equal each stream alone."""
+    """Due windows of several streams (and methods) are prefilled and answered in one batch; answers equal each
+    stream alone."""
     import codecsight.runtime.engine as engine
 
-    sizes = []
+    sizes = {"prefill_many": [], "ask_many": []}
 
-    def spy(jobs):
-        sizes.append(len(jobs))
-        return prefill_many(jobs)
+    def spy(name):
+        real = getattr(engine, name)
 
-    prefill_many = engine.prefill_many
-    monkeypatch.setattr(engine, "prefill_many", spy)
+        def batched(jobs, *args):
+            sizes[name].append(len(jobs))
+            return real(jobs, *args)
+        return batched
+
+    for name in sizes:
+        monkeypatch.setattr(engine, name, spy(name))
     together, _ = run(adapter, [clip8s, clip8s], ["codecsight", "full"])
-    assert max(sizes) >= 4  # two streams x two methods in one call
+    assert max(sizes["prefill_many"]) >= 4 and max(sizes["ask_many"]) >= 4  # two streams x two methods a call
     alone, _ = run(adapter, [clip8s], ["codecsight", "full"])
     key = lambda e: (e.method, e.window, e.question)  # noqa: E731
     for stream in ("s0", "s1"):

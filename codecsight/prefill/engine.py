@@ -345,56 +345,104 @@ class WindowPrefill:
 
     # ---- standing questions -------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def ask(self, kv: WindowKV, questions: list[list[int]], max_new_tokens: int = 8) -> list[Answer]:
-        """Answer standing questions on one window's KV. The questions run side by side in one sequence after the
-        window, each seeing the window and its own tokens only (a fork of the cache per question, computed in one
-        batch): the frames are prefilled once, and each question adds only its own tokens and answer. A prefix
-        common to all questions (a shared template such as "Describe the frames and determine if they show") is
-        computed once and seen by all."""
-        if max_new_tokens < 0:
-            raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
+        """Answer standing questions on one window's KV (see `ask_many`)."""
+        return ask_many([(self, kv, questions)], max_new_tokens)[0]
+
+
+class _Asked:
+    """One window's questions laid out after its KV: each key's owner (-1: the window and the prefix its questions
+    share, j: question j, -2: padding no query sees) and order (position past the window's cursor; -1: the
+    window); the queries' own owner and order; where each question ends."""
+
+    def __init__(self, prefill: WindowPrefill, kv: WindowKV, questions: list[list[int]]):
         if not questions or not all(questions):
             raise ConfigError("ask() needs at least one question, and no empty one")
-        yes, no = self.yes_no if self.yes_no is not None else self.adapter.yes_no_ids()
-        stop = self.adapter.stop_ids()
-        layers = range(self.n_layers)
+        self.prefill, self.kv, self.n = prefill, kv, len(questions)
         shared = 0  # common prefix, leaving each question at least its last token (its logits answer it)
         while shared < min(map(len, questions)) - 1 and len({q[shared] for q in questions}) == 1:
             shared += 1
-        lengths = torch.tensor([len(q) for q in questions])
-        # Each key's owner (-1: the window and the shared prefix, else its question) and order (its position past
-        # the window's cursor; -1 for the window). A query sees keys of its own or no owner, up to its own order.
-        owner = torch.cat([torch.full((len(kv) + shared,), -1),
-                           torch.repeat_interleave(torch.arange(len(questions)), lengths - shared)])
-        order = torch.cat([torch.full((len(kv),), -1), torch.arange(shared),
-                           *[torch.arange(shared, n) for n in lengths.tolist()]])
-        q_owner, q_order = owner[len(kv):], order[len(kv):]
-        cache = DynamicCache(ddp_cache_data=list(zip(kv.k, kv.v)))  # the layers append to copies: kv stays as is
-        h = self.adapter.embed_text(questions[0][:shared] + [t for q in questions for t in q[shared:]])[None]
-        ends = shared + (lengths - shared).cumsum(0) - 1
-        ids, done = [[] for _ in questions], [False] * len(questions)
-        for step in range(max(1, max_new_tokens)):
-            seen = ((owner[None] == -1) | (owner[None] == q_owner[:, None])) & (order[None] <= q_order[:, None])
-            mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
-            pos_emb = self.adapter.rotary(h, (kv.cursor + q_order).expand(3, -1).to(h.device))
-            h = run_layers(self.adapter, h, pos_emb, mask, cache, layers)
-            if max_new_tokens == 0:  # P(Yes) only: two rows of the vocabulary table instead of all of them
-                first = self.adapter.logits(h[0, ends], rows=[yes, no]).float()
-                return [Answer("", [], float(torch.softmax(f, dim=0)[0]), f) for f in first]
-            logits = self.adapter.logits(h[0, ends]).float()
-            if step == 0:
-                first = logits
-            for j, token in enumerate(logits.argmax(-1).tolist()):
-                if not done[j]:
-                    ids[j].append(token)
-                    done[j] = token in stop
-            if step == max_new_tokens - 1 or all(done):
-                break
-            # the next step: each question's newest token (finished ones run along, their output unused)
-            q_owner, q_order = torch.arange(len(questions)), lengths + step
-            owner, order = torch.cat([owner, q_owner]), torch.cat([order, q_order])
-            h = self.adapter.embed_text([a[-1] for a in ids])[None]
-            ends = torch.arange(len(questions))
-        return [Answer(self.adapter.decode([t for t in a if t not in stop]), a,
-                       float(torch.softmax(f[[yes, no]], dim=0)[0]), f) for a, f in zip(ids, first)]
+        self.lengths = torch.tensor([len(q) for q in questions])
+        self.owner = torch.cat([torch.full((len(kv) + shared,), -1),
+                                torch.repeat_interleave(torch.arange(self.n), self.lengths - shared)])
+        self.order = torch.cat([torch.full((len(kv),), -1), torch.arange(shared),
+                                *[torch.arange(shared, n) for n in self.lengths.tolist()]])
+        self.text = questions[0][:shared] + [t for q in questions for t in q[shared:]]
+        self.ends = shared + (self.lengths - shared).cumsum(0) - 1
+
+
+def _pad(x: torch.Tensor, n: int, value: int) -> torch.Tensor:
+    return F.pad(x, (0, n - len(x)), value=value)
+
+
+@torch.inference_mode()
+def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_new_tokens: int = 8) \
+        -> list[list[Answer]]:
+    """Answer the standing questions of several windows (of one model) in one batch, a row per window. Within a
+    row the questions run side by side after the window, each seeing the window and its own tokens only (a fork
+    of the cache per question): the frames are prefilled once, each question adds only its own tokens and answer,
+    and a prefix common to a window's questions (a shared template such as "Describe the frames and determine if
+    they show") is computed once. Rows are padded to the longest; a padded query sees its row's window only and
+    no query sees padding, so each row equals the window asked alone."""
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
+    rows = [_Asked(p, kv, qs) for p, kv, qs in jobs]
+    prefill = jobs[0][0]
+    adapter, layers = prefill.adapter, range(prefill.n_layers)
+    yes, no = prefill.yes_no if prefill.yes_no is not None else adapter.yes_no_ids()
+    stop = adapter.stop_ids()
+    n_kv = max(len(r.kv) for r in rows)
+    width = max(len(r.text) for r in rows)
+    # keys: [window KV, padded][text, padded]([one token per question, padded] per step)
+    owner = torch.stack([torch.cat([_pad(r.owner[:len(r.kv)], n_kv, -2), _pad(r.owner[len(r.kv):], width, -2)])
+                         for r in rows])
+    order = torch.stack([torch.cat([_pad(r.order[:len(r.kv)], n_kv, -1), _pad(r.order[len(r.kv):], width, -1)])
+                         for r in rows])
+    q_owner = torch.where(owner[:, n_kv:] == -2, -1, owner[:, n_kv:])  # padded queries: the window's owner
+    q_order = order[:, n_kv:]
+    cache = DynamicCache(ddp_cache_data=[  # the layers append to copies: each kv stays as is
+        (torch.cat([F.pad(r.kv.k[i], (0, 0, 0, n_kv - len(r.kv))) for r in rows]),
+         torch.cat([F.pad(r.kv.v[i], (0, 0, 0, n_kv - len(r.kv))) for r in rows])) for i in layers])
+    h = adapter.embed_text([t for r in rows for t in r.text + r.text[-1:] * (width - len(r.text))])
+    h = h.view(len(rows), width, -1)
+    row = torch.cat([torch.full((r.n,), b) for b, r in enumerate(rows)])  # (row, index in h) of each question
+    ends = torch.cat([r.ends for r in rows])
+    ids, done = [[] for _ in row], [False] * len(row)
+    for step in range(max(1, max_new_tokens)):
+        seen = ((owner[:, None] == -1) | (owner[:, None] == q_owner[:, :, None])) & \
+               (order[:, None] <= q_order[:, :, None])
+        mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[:, None]
+        cos, sin = zip(*[adapter.rotary(h[b:b + 1], (r.kv.cursor + q_order[b].clamp(min=0)).expand(3, -1)
+                                        .to(h.device)) for b, r in enumerate(rows)])
+        h = run_layers(adapter, h, (torch.cat(cos), torch.cat(sin)), mask, cache, layers)
+        if max_new_tokens == 0:  # P(Yes) only: two rows of the vocabulary table instead of all of them
+            first = adapter.logits(h[row, ends], rows=[yes, no]).float()
+            answers = [Answer("", [], float(torch.softmax(f, dim=0)[0]), f) for f in first]
+            break
+        logits = adapter.logits(h[row, ends]).float()
+        if step == 0:
+            first = logits
+        for j, token in enumerate(logits.argmax(-1).tolist()):
+            if not done[j]:
+                ids[j].append(token)
+                done[j] = token in stop
+        if step == max_new_tokens - 1 or all(done):
+            answers = [Answer(adapter.decode([t for t in a if t not in stop]), a,
+                              float(torch.softmax(f[[yes, no]], dim=0)[0]), f) for a, f in zip(ids, first)]
+            break
+        # the next step: each question's newest token (finished ones run along, their output unused)
+        most = max(r.n for r in rows)
+        q_owner = torch.stack([_pad(torch.arange(r.n), most, -1) for r in rows])
+        q_order = torch.stack([_pad(r.lengths + step, most, -1) for r in rows])
+        owner = torch.cat([owner, torch.where(q_order < 0, -2, q_owner)], dim=1)
+        order = torch.cat([order, q_order], dim=1)
+        newest = iter(a[-1] for a in ids)
+        h = adapter.embed_text([next(newest) if j < r.n else r.text[-1] for r in rows for j in range(most)])
+        h = h.view(len(rows), most, -1)
+        row = torch.cat([torch.full((r.n,), b) for b, r in enumerate(rows)])
+        ends = torch.cat([torch.arange(r.n) for r in rows])
+    out, k = [], 0
+    for r in rows:
+        out.append(answers[k:k + r.n])
+        k += r.n
+    return out

@@ -4,7 +4,7 @@ Each stream is read on its own thread (decode and codec signals, a bounded queue
 loop takes what every stream has ready, runs each stream's pipelines up to their encode requests, packs the
 requests of all streams into one ViT call per method, prefills the windows that became due in all streams and
 methods as one batch per stage (`prefill_many`; successive windows of one stream go in successive rounds, each
-needs the KV of the one before), and answers them.
+needs the KV of the one before), and answers them in one batch (`ask_many`).
 
 Degradation is explicit and bounded. A file is read as fast as the model takes it (its reader blocks on a full
 queue). A live stream cannot wait: while its queue is more than half full the engine skips its due windows
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from codecsight.errors import CodecSightError, ConfigError
 from codecsight.runtime.methods import Method
-from codecsight.prefill.engine import prefill_many
+from codecsight.prefill.engine import ask_many, prefill_many
 from codecsight.runtime.pipeline import Counters, Due, Event, Question, StreamPipeline
 from codecsight.signals import DecodeOptions, Sampling, SignalReader, sample_frames
 from codecsight.signals.source import NETWORK_SCHEMES, describe
@@ -115,8 +115,8 @@ class Engine:
             raise ConfigError(f"stream name {name!r} is used twice")
         if live is None:
             live = isinstance(source, str) and source.startswith(NETWORK_SCHEMES)
-        pipelines = [StreamPipeline(name, self.adapter, m, self.questions, self.input_hw, self.sampling.fps,
-                                    self.answer_tokens) for m in self.methods]
+        pipelines = [StreamPipeline(name, self.adapter, m, self.questions, self.input_hw, self.sampling.fps)
+                     for m in self.methods]
         self.sessions.append(_Session(name, source, live, self.sampling, self.options, pipelines, self.queue_size))
         return name
 
@@ -184,9 +184,12 @@ class Engine:
                 taken.add(id(d.group.prefill))
             t0 = time.perf_counter()
             done = prefill_many([(d.group.prefill, d.window) for d in batch])
-            share = (time.perf_counter() - t0) / len(batch)
-            for d, (kv, stats) in zip(batch, done):
-                events += d.pipeline.answer(d, kv, stats, share)
+            t1 = time.perf_counter()
+            answers = ask_many([(d.group.prefill, kv, d.group.ids) for d, (kv, _) in zip(batch, done)],
+                               self.answer_tokens)
+            share = ((t1 - t0) / len(batch), (time.perf_counter() - t1) / len(batch))
+            for d, (_, stats), a in zip(batch, done, answers):
+                events += d.pipeline.answered(d, stats, a, share)
             due = later
         return events
 

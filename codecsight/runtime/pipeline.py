@@ -15,7 +15,7 @@ import torch
 
 from codecsight.flops import count_flops, prefill_work, vision_work
 from codecsight.plan import TokenPlanner
-from codecsight.prefill.engine import PrefillStats, WindowKV, WindowPrefill
+from codecsight.prefill.engine import Answer, PrefillStats, WindowPrefill
 from codecsight.prefill.window import Segment, Window
 from codecsight.runtime.methods import Method
 from codecsight.signals import ChangeMap, SampledFrame
@@ -103,9 +103,8 @@ class Due:
 
 class StreamPipeline:
     def __init__(self, stream: str, adapter, method: Method, questions: list[Question], input_hw: tuple[int, int],
-                 fps: float, answer_tokens: int = 8, seed: int = 0):
+                 fps: float, seed: int = 0):
         self.stream, self.adapter, self.method, self.fps = stream, adapter, method, fps
-        self.answer_tokens = answer_tokens  # bound on the answer text; P(Yes) needs only the first token
         self.behind = False  # set by the engine while the stream lags real time: due windows are skipped
         self.key = (stream, method.name)  # the ViT cache of this stream under this method
         self.geometry = adapter.geometry
@@ -253,14 +252,14 @@ class StreamPipeline:
                 due.append(Due(self, g, Window(segs, index)))
         return due
 
-    def answer(self, due: Due, kv: WindowKV, stats: PrefillStats, prefill_seconds: float) -> list[Event]:
-        """Answer a due window's standing questions on its prefilled KV."""
+    def answered(self, due: Due, stats: PrefillStats, answers: list[Answer], seconds: tuple[float, float]) \
+            -> list[Event]:
+        """Events and counters of a due window, prefilled and answered (by the engine, with other windows);
+        seconds: this window's share of the prefill and answer calls."""
         g, index = due.group, due.window.index
         c = self.counters
-        t1 = time.perf_counter()
-        answers = g.prefill.ask(kv, g.ids, max_new_tokens=self.answer_tokens)
-        c.seconds["prefill"] += prefill_seconds
-        c.seconds["answer"] += time.perf_counter() - t1
+        c.seconds["prefill"] += seconds[0]
+        c.seconds["answer"] += seconds[1]
         c.llm_flops += stats.flops
         # against full compute: every token of every patch of the window, prefilled from scratch
         present = sum(seg.embeds.shape[0] for seg in due.window.segments)

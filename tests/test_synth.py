@@ -99,5 +99,7 @@ def test_e2e_bench_runs_on_generated_streams(heldout, tmp_path, capsys):
     assert 0 < ours["tokens_fraction"] < 1 and 0 < ours["flops_fraction"] < 1
     assert [(c["kind"], c["method"]) for c in r["clips"]] == [("static", "full"), ("static", "codecsight")]
     assert r["clips"][0]["time_ratio"] == 1.0 and r["clips"][1]["flops_fraction"] < 1
+    means = {(m["kind"], m["method"]): m for m in r["clip_means"]}
+    assert means[("static", "codecsight")]["time_ratio"] == r["clips"][1]["time_ratio"]  # one clip: its own
     assert (tmp_path / "e2e.png").stat().st_size > 0
     assert "labelled static-camera streams" in capsys.readouterr().out

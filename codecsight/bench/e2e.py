@@ -85,6 +85,7 @@ def run(args) -> int:
 
     result = {"model": args.model or "bundled reference VLM", "data": args.data or f"generated held-out, "
               f"{args.minutes:g} min, seed 1", "rows": rows, "clips": throughput,
+              "clip_means": clip_means(throughput),
               "clip_model": DESCRIPTION if args.clip_model == "medium" else "the reference VLM",
               "notes": "fractions and ratios against full in the same run; F1 is window-level, Yes = positive; "
                        "time is wall time of the whole pipeline (decode, ViT, prefill, answers)"}
@@ -123,6 +124,16 @@ def clip_throughput(adapter, specs, clips: list[tuple[str, str]], seconds: float
     return out
 
 
+def clip_means(clips: list[dict]) -> list[dict]:
+    """Mean time ratio and FLOPs fraction of each method over the clips of each kind (real, static)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for c in clips:
+        groups.setdefault((c["kind"], c["method"]), []).append(c)
+    return [{"kind": kind, "method": method, "clips": len(g),
+             "time_ratio": sum(c["time_ratio"] for c in g) / len(g),
+             "flops_fraction": sum(c["flops_fraction"] for c in g) / len(g)} for (kind, method), g in groups.items()]
+
+
 def clip_prefix(path: str, seconds: float) -> str:
     """The first `seconds` of a clip, stream-copied (no re-encode) to a temporary MPEG-TS file."""
     import av
@@ -159,6 +170,10 @@ def print_table(result: dict):
         for r in result["clips"]:
             print(f"{r['clip']:40s} {r['method']:32s} {r['windows_per_s']:6.2f} {r['time_ratio']:6.3f} "
                   f"{r['tokens_fraction']:7.3f} {r['flops_fraction']:7.3f}")
+        print(f"\n{'mean over clips':40s} {'method':32s} {'time':>6s} {'FLOPs':>7s}")
+        for r in result["clip_means"]:
+            print(f"{r['kind'] + ' (' + str(r['clips']) + ')':40s} {r['method']:32s} {r['time_ratio']:6.3f} "
+                  f"{r['flops_fraction']:7.3f}")
 
 
 def draw(rows: list[dict], path: str):

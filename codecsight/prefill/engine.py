@@ -16,6 +16,8 @@ deviate most from the cached ones are recomputed), vlcache (VLCache: the first `
 reused segment), random (control); full recomputes everything. The exact prefix
 (system prompt: same tokens at the same positions) is always reused: its KV is what a full prefill computes.
 A full prefill every `full_every` windows bounds the drift that reuse accumulates.
+Many streams: a window's prefill is a generator of stages (`WindowPrefill.steps`); `prefill_many` runs the stages
+of several windows as one padded batch, and `ask_many` answers their questions as one; both equal one window alone.
 Token bookkeeping (slots, positions, masks) lives on the CPU; KV and hidden states stay on the model's device.
 """
 from __future__ import annotations

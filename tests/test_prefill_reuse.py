@@ -207,8 +207,14 @@ def test_bad_settings_are_config_errors():
         with pytest.raises(ConfigError):
             WindowPrefill(a, SYSTEM, **kwargs)
     wp = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO)
-    with pytest.raises(ConfigError):
-        wp.ask(wp.prefill(Window(segments(a, 2)))[0], [QUESTION], max_new_tokens=-1)
+    kv = wp.prefill(Window(segments(a, 2)))[0]
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        wp.ask(kv, [QUESTION], max_new_tokens=-1)
+    for questions in ([], [QUESTION, []]):
+        with pytest.raises(ConfigError, match="at least one question"):
+            wp.ask(kv, questions)
+    from codecsight.prefill.engine import ask_many, prefill_many
+    assert ask_many([]) == [] and prefill_many([]) == []
 
 
 def test_answers_stop_at_a_stop_token(monkeypatch):

@@ -388,6 +388,8 @@ def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_ne
     no query sees padding, so each row equals the window asked alone."""
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
+    if not jobs:
+        return []
     rows = [_Asked(p, kv, qs) for p, kv, qs in jobs]
     prefill = jobs[0][0]
     adapter, layers = prefill.adapter, range(prefill.n_layers)

@@ -164,12 +164,9 @@ def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor
             feats.append([d[visual_index[q[r]]] for d in s.lay.deepstack])
     deepstack = (torch.cat(rows), [torch.cat(f) for f in zip(*feats)]) if rows else None
 
-    def past(X, i, j):
-        return F.pad(X[i][:, :, ps[j]], (0, 0, 0, npast - len(ps[j])))
-
     cache = DynamicCache(ddp_cache_data=[
-        (torch.cat([past(s.K, i, j) for j, s in enumerate(stages)]),
-         torch.cat([past(s.V, i, j) for j, s in enumerate(stages)])) if i in layers and npast else (None, None)
+        (_rows([s.K[i][:, :, p] for s, p in zip(stages, ps)], npast),
+         _rows([s.V[i][:, :, p] for s, p in zip(stages, ps)], npast)) if i in layers and npast else (None, None)
         for i in range(n_layers)])
     h = run_layers(adapter, h, (torch.cat(cos), torch.cat(sin)), mask, cache, layers, deepstack)
     for j, (s, q) in enumerate(zip(stages, qs)):
@@ -177,6 +174,13 @@ def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor
             s.K[i][:, :, q] = cache.layers[i].keys[j:j + 1, :, npast:npast + len(q)]
             s.V[i][:, :, q] = cache.layers[i].values[j:j + 1, :, npast:npast + len(q)]
     return [h[j:j + 1, :len(q)] for j, q in enumerate(qs)]
+
+
+def _rows(kv: list[torch.Tensor], n: int) -> torch.Tensor:
+    """(1, heads, n_j, head_dim) KV of several windows as rows of one batch, padded to n (no copy for one)."""
+    if len(kv) == 1 and kv[0].shape[2] == n:
+        return kv[0]
+    return torch.cat([F.pad(x, (0, 0, 0, n - x.shape[2])) for x in kv])
 
 
 @torch.inference_mode()
@@ -405,8 +409,7 @@ def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_ne
     q_owner = torch.where(owner[:, n_kv:] == -2, -1, owner[:, n_kv:])  # padded queries: the window's owner
     q_order = order[:, n_kv:]
     cache = DynamicCache(ddp_cache_data=[  # the layers append to copies: each kv stays as is
-        (torch.cat([F.pad(r.kv.k[i], (0, 0, 0, n_kv - len(r.kv))) for r in rows]),
-         torch.cat([F.pad(r.kv.v[i], (0, 0, 0, n_kv - len(r.kv))) for r in rows])) for i in layers])
+        (_rows([r.kv.k[i] for r in rows], n_kv), _rows([r.kv.v[i] for r in rows], n_kv)) for i in layers])
     h = adapter.embed_text([t for r in rows for t in r.text + r.text[-1:] * (width - len(r.text))])
     h = h.view(len(rows), width, -1)
     row = torch.cat([torch.full((r.n,), b) for b, r in enumerate(rows)])  # (row, index in h) of each question

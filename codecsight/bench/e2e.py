@@ -183,12 +183,12 @@ def draw(rows: list[dict], path: str):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for r in rows:
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["flops_fraction"], r["f1"]))):
         ours = r["method"].startswith("codecsight")
         ax.scatter(r["flops_fraction"], r["f1"], s=60 if ours else 40, marker="o" if ours else "s",
                    color="tab:red" if ours else "tab:blue" if r["method"] != "full" else "black")
-        ax.annotate(r["method"], (r["flops_fraction"], r["f1"]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+        ax.annotate(r["method"], (r["flops_fraction"], r["f1"]), fontsize=7, xytext=(5, (-10, 4, 14)[i % 3]),
+                    textcoords="offset points")  # neighbours' labels on three levels: they crowd near full
     ax.set_xlabel("FLOPs fraction of full compute (ViT + LLM prefill)")
     ax.set_ylabel("window-level F1 (held-out synthetic streams)")
     ax.set_title("CodecSight (red) against peers (blue)")

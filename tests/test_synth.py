@@ -103,3 +103,15 @@ def test_e2e_bench_runs_on_generated_streams(heldout, tmp_path, capsys):
     assert means[("static", "codecsight")]["time_ratio"] == r["clips"][1]["time_ratio"]  # one clip: its own
     assert (tmp_path / "e2e.png").stat().st_size > 0
     assert "labelled static-camera streams" in capsys.readouterr().out
+
+
+def test_relabel_gives_the_generator_labels_for_another_window(heldout, tmp_path):
+    from codecsight.errors import ConfigError
+    from codecsight.synth.cli import relabel
+
+    same = relabel(str(heldout), 2.0, 16, 4)  # the generator's own window: its own labels, row for row
+    assert open(same).read() == open(heldout / "labels.jsonl").read()
+    short = [json.loads(line) for line in open(relabel(str(heldout), 2.0, 8, 2))]
+    assert {r["end"] - r["start"] for r in short} == {4.0} and len(short) > len(rows(heldout))
+    with pytest.raises(ConfigError, match="no stream_NNNN.json"):
+        relabel(str(tmp_path), 2.0, 8, 2)

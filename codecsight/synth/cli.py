@@ -6,6 +6,8 @@ with one row per (window, question): video (relative to OUT), start and end in s
 Windows: sampled at --rate fps, --window samples long, sliding by --stride samples; both must be whole
 Qwen temporal patches (2 frames). Defaults: 2 fps, 16 samples (8 s), stride 4 samples (2 s).
 Split `heldout` uses background textures, palettes and colour-kind combinations that `train` never contains.
+`--relabel` writes labels-w{W}-s{S}.jsonl for other windows and strides from the scene files of an existing OUT
+(the videos stay as they are): `codecsight eval --labels OUT/labels-w8-s2.jsonl --window 8 --stride 2`.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--rate", type=float, default=2.0, help="sampling rate of the windows, fps")
     p.add_argument("--window", type=int, default=16, help="window length in samples")
     p.add_argument("--stride", type=int, default=4, help="window stride in samples")
+    p.add_argument("--relabel", action="store_true", help="only label OUT's existing streams for --window and "
+                   "--stride (into labels-wW-sS.jsonl)")
 
 
 def run(args) -> int:
@@ -39,6 +43,9 @@ def run(args) -> int:
         raise ConfigError("--window and --stride must be positive whole temporal patches (multiples of 2)")
     if args.minutes <= 0 or args.video_minutes <= 0:
         raise ConfigError("--minutes and --video-minutes must be positive")
+    if args.relabel:
+        print(f"wrote {relabel(args.out, args.rate, args.window, args.stride)}")
+        return 0
     generate(args.out, args.seed, args.minutes, args.split, args.video_minutes, (int(w), int(h)),
              args.rate, args.window, args.stride)
     return 0
@@ -86,4 +93,24 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
                    "stride": stride, "size": list(size), "videos": n_videos}, f, indent=1)
+    return labels
+
+
+def relabel(out: str, rate: float, window: int, stride: int) -> str:
+    """Labels of OUT's streams (from their scene files) for another window and stride; returns the labels path."""
+    from codecsight.errors import ConfigError
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import scene_from_json
+
+    names = sorted(f for f in os.listdir(out) if f.startswith("stream_") and f.endswith(".json")) \
+        if os.path.isdir(out) else []
+    if not names:
+        raise ConfigError(f"{out}: no stream_NNNN.json scene files to relabel (is it `codecsight synth` output?)")
+    labels = os.path.join(out, f"labels-w{window}-s{stride}.jsonl")
+    with open(labels, "w") as f:
+        for name in names:
+            with open(os.path.join(out, name)) as g:
+                scene = scene_from_json(json.load(g))
+            for r in window_labels(scene, rate, window, stride):
+                f.write(json.dumps({"video": name[:-5] + ".mp4", **r}) + "\n")
     return labels

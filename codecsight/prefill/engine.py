@@ -361,10 +361,10 @@ class _Asked:
     share, j: question j, -2: padding no query sees) and order (position past the window's cursor; -1: the
     window); the queries' own owner and order; where each question ends."""
 
-    def __init__(self, prefill: WindowPrefill, kv: WindowKV, questions: list[list[int]]):
+    def __init__(self, kv: WindowKV, questions: list[list[int]]):
         if not questions or not all(questions):
             raise ConfigError("ask() needs at least one question, and no empty one")
-        self.prefill, self.kv, self.n = prefill, kv, len(questions)
+        self.kv, self.n = kv, len(questions)
         shared = 0  # common prefix, leaving each question at least its last token (its logits answer it)
         while shared < min(map(len, questions)) - 1 and len({q[shared] for q in questions}) == 1:
             shared += 1
@@ -394,7 +394,7 @@ def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_ne
         raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
     if not jobs:
         return []
-    rows = [_Asked(p, kv, qs) for p, kv, qs in jobs]
+    rows = [_Asked(kv, qs) for _, kv, qs in jobs]
     prefill = jobs[0][0]
     adapter, layers = prefill.adapter, range(prefill.n_layers)
     yes, no = prefill.yes_no if prefill.yes_no is not None else adapter.yes_no_ids()
@@ -446,10 +446,6 @@ def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_ne
         newest = iter(a[-1] for a in ids)
         h = adapter.embed_text([next(newest) if j < r.n else r.text[-1] for r in rows for j in range(most)])
         h = h.view(len(rows), most, -1)
-        row = torch.cat([torch.full((r.n,), b) for b, r in enumerate(rows)])
         ends = torch.cat([torch.arange(r.n) for r in rows])
-    out, k = [], 0
-    for r in rows:
-        out.append(answers[k:k + r.n])
-        k += r.n
-    return out
+    answered = iter(answers)
+    return [[next(answered) for _ in range(r.n)] for r in rows]

@@ -93,8 +93,8 @@ class _Group:
 
 @dataclass
 class Due:
-    """A window that became due; the engine prefills the due windows of all streams together, then each is
-    answered by its pipeline."""
+    """A window that became due. The engine prefills and answers the due windows of all streams together; the
+    pipeline turns its answers into events (`answered`)."""
 
     pipeline: "StreamPipeline"
     group: _Group

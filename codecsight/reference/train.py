@@ -142,6 +142,8 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
     runtime's two styles (`Method.grid`) on the stream's real token plan, or none. With `answers` (1 = Yes), each
     question is followed by its answer word, so the step after it can learn to stop. grey: the frames in grey
     levels (training only, see `main`)."""
+    if pruning not in PRUNING:
+        raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     n = ex.length
     t = adapter.geometry.temporal
     frames = stream.frames[ex.first:ex.first + n]
@@ -160,8 +162,6 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
             last = torch.where(keep[i][:, None], embeds[i], last)
             out.append(last)
         embeds, keep = torch.stack(out), torch.ones_like(keep)
-    elif pruning != "dropped" and pruning != "none":
-        raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     coords = Segment.full_coords(rows, cols)
     # dropped: a patch keeps only its encoded tokens (the plan's periodic full encoding keeps every window whole)
     segs = [Segment(i, embeds[i][keep[i]], coords[keep[i]], (rows, cols),

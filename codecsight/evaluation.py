@@ -135,8 +135,7 @@ def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, wind
            "time_ratio": seconds / b_seconds, "seconds": seconds,
            # where the time went (engine thread: plan, ViT, prefill, answers; decoding runs on reader threads)
            "stage_seconds": dict(c.seconds),
-           "stage_time_ratio": {k: v / max(1e-9, b.seconds.get(k, 0.0)) for k, v in c.seconds.items()
-                                if b.seconds.get(k)},
+           "stage_time_ratio": {k: v / b.seconds[k] for k, v in c.seconds.items() if b.seconds.get(k)},
            "windows": c.windows,
            "windows_per_s": c.windows / seconds, "failed": failed}
     if not win:  # video rows: per category at the video level

@@ -145,14 +145,10 @@ def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor
     nq, npast = max(map(len, qs)), max(map(len, ps))
     like = stages[0].lay.embeds
     h = like.new_zeros(len(stages), nq, like.shape[-1])
-    cos, sin = [], []
     mask = torch.full((len(stages), 1, nq, npast + nq), torch.finfo(like.dtype).min, dtype=like.dtype)
     rows, feats = [], []
     for j, (s, q, p) in enumerate(zip(stages, qs, ps)):
         h[j, :len(q)] = s.h[0] if s.h is not None else s.lay.embeds[q]
-        c, si = adapter.rotary(h[j:j + 1, :len(q)], s.lay.positions[:, q].to(h.device))
-        cos.append(F.pad(c, (0, 0, 0, nq - len(q)), value=1.0))
-        sin.append(F.pad(si, (0, 0, 0, nq - len(q))))
         mask[j, 0, :len(q), :len(p)] = causal_mask(q, p, like.dtype)[0, 0]
         mask[j, 0, :len(q), npast:npast + len(q)] = causal_mask(q, q, like.dtype)[0, 0]
         pad = torch.arange(len(q), nq)
@@ -168,12 +164,24 @@ def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor
         (_rows([s.K[i][:, :, p] for s, p in zip(stages, ps)], npast),
          _rows([s.V[i][:, :, p] for s, p in zip(stages, ps)], npast)) if i in layers and npast else (None, None)
         for i in range(n_layers)])
-    h = run_layers(adapter, h, (torch.cat(cos), torch.cat(sin)), mask, cache, layers, deepstack)
+    pos_emb = batch_rotary(adapter, h, [s.lay.positions[:, q] for s, q in zip(stages, qs)])
+    h = run_layers(adapter, h, pos_emb, mask, cache, layers, deepstack)
     for j, (s, q) in enumerate(zip(stages, qs)):
         for i in layers:
             s.K[i][:, :, q] = cache.layers[i].keys[j:j + 1, :, npast:npast + len(q)]
             s.V[i][:, :, q] = cache.layers[i].values[j:j + 1, :, npast:npast + len(q)]
     return [h[j:j + 1, :len(q)] for j, q in enumerate(qs)]
+
+
+def batch_rotary(adapter, h, positions: list[torch.Tensor]):
+    """Rotary cos, sin (B, n, head_dim) for rows of h (B, n, hidden) at positions (3, n_j) each, n_j <= n; padding
+    rows get the identity rotation."""
+    cos, sin = [], []
+    for j, p in enumerate(positions):
+        c, s = adapter.rotary(h[j:j + 1, :p.shape[1]], p.to(h.device))
+        cos.append(F.pad(c, (0, 0, 0, h.shape[1] - p.shape[1]), value=1.0))
+        sin.append(F.pad(s, (0, 0, 0, h.shape[1] - p.shape[1])))
+    return torch.cat(cos), torch.cat(sin)
 
 
 def _rows(kv: list[torch.Tensor], n: int) -> torch.Tensor:
@@ -384,11 +392,11 @@ def _pad(x: torch.Tensor, n: int, value: int) -> torch.Tensor:
 @torch.inference_mode()
 def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_new_tokens: int = 8) \
         -> list[list[Answer]]:
-    """Answer the standing questions of several windows (of one model) in one batch, a row per window. Within a
-    row the questions run side by side after the window, each seeing the window and its own tokens only (a fork
-    of the cache per question): the frames are prefilled once, each question adds only its own tokens and answer,
-    and a prefix common to a window's questions (a shared template such as "Describe the frames and determine if
-    they show") is computed once. Rows are padded to the longest; a padded query sees its row's window only and
+    """Answer the standing questions of several windows (one model; the first job's yes/no ids score all) in one
+    batch, a row per window. Within a row the questions run side by side after the window, each seeing the window
+    and its own tokens only (a fork of the cache per question): the frames are prefilled once, each question adds
+    only its own tokens and answer, and a prefix common to a window's questions (a shared template such as
+    "Describe the frames and determine if they show") is computed once. Rows are padded to the longest; a padded query sees its row's window only and
     no query sees padding, so each row equals the window asked alone."""
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
@@ -419,9 +427,9 @@ def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_ne
         seen = ((owner[:, None] == -1) | (owner[:, None] == q_owner[:, :, None])) & \
                (order[:, None] <= q_order[:, :, None])
         mask = torch.where(seen, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[:, None]
-        cos, sin = zip(*[adapter.rotary(h[b:b + 1], (r.kv.cursor + q_order[b].clamp(min=0)).expand(3, -1)
-                                        .to(h.device)) for b, r in enumerate(rows)])
-        h = run_layers(adapter, h, (torch.cat(cos), torch.cat(sin)), mask, cache, layers)
+        pos_emb = batch_rotary(adapter, h, [(r.kv.cursor + q_order[b].clamp(min=0)).expand(3, -1)
+                                            for b, r in enumerate(rows)])
+        h = run_layers(adapter, h, pos_emb, mask, cache, layers)
         if max_new_tokens == 0:  # P(Yes) only: two rows of the vocabulary table instead of all of them
             first = adapter.logits(h[row, ends], rows=[yes, no]).float()
             answers = [Answer("", [], float(torch.softmax(f, dim=0)[0]), f) for f in first]

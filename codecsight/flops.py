@@ -8,7 +8,8 @@ softmax, residuals, position-embedding interpolation) is not counted: it is O(to
 O(tokens * hidden^2) of the products, and torch.utils.flop_counter.FlopCounterMode ignores it too, so every count
 here can be checked against that counter (`flop_counter_errors`).
 
-Attention is counted per query-key pair attended. A ViT pair count is exact for any kernel (full blocks, no mask).
+Attention is counted per query-key pair attended. A ViT pair count is what a variable-length kernel executes; our
+CPU encoder pads groups of similar length into one batched call and so also multiplies padding (bounded, tested).
 For the causal LLM, `prefill_work` counts by default the pairs a query may attend (keys at or before its own
 slot): the work that must be done, and what block-skipping kernels (FlashAttention) execute up to block rounding.
 A dense kernel with an additive mask (CPU SDPA math, eager) multiplies every query by every key in the cache;

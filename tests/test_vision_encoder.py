@@ -4,11 +4,10 @@ import pytest
 import torch
 
 from codecsight.errors import ConfigError
-from codecsight.models.base import ModelAdapter
 from codecsight.models.internvl3 import InternVL3Adapter
 from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 from codecsight.models.qwen3_vl import Qwen3VLAdapter
-from codecsight.vision.encoder import EncodeRequest, PrunedViT, run_blocks
+from codecsight.vision.encoder import EncodeRequest, PrunedViT
 
 # Input sizes: Qwen grids of 6x8 tokens (partial 4x4 windows for Qwen2.5-VL); InternVL's tiny tile is 112 px.
 SIZES = {"qwen2_5_vl": (168, 224), "qwen3_vl": (192, 256), "internvl3": (112, 112)}
@@ -90,20 +89,43 @@ def test_context_beats_isolated_on_a_changed_region(adapter):
     assert errors["context"] < errors["isolated"]
 
 
-def test_isolated_tower_kwargs_equal_own_loop(adapter, monkeypatch):
-    """The stock tower driven by precomputed kwargs (Qwen) and the own block loop agree on any subset."""
-    if type(adapter).vit_isolated is ModelAdapter.vit_isolated:
-        pytest.skip("this family's isolated mode is the own loop already")
+def _stock_tower(adapter, batch):
+    """The library's own Qwen tower run on the kept patches only, through its forward kwargs: each patch at its
+    2-D position, attending within its temporal patch (full layers) or window."""
+    import torch.nn.functional as F
+
+    v = adapter.visual
+    kwargs = dict(grid_thw=torch.tensor([[1, r * batch.merge, c * batch.merge] for r, c in batch.grids]),
+                  position_ids=torch.stack(batch.patch_coords(), dim=-1), cu_seqlens=batch.cu_patches())
+    if adapter.family == "qwen2_5_vl":
+        window = batch.windows(v.window_size // v.spatial_merge_size // v.patch_size)
+        order = torch.argsort(window, stable=True)
+        _, counts = torch.unique_consecutive(window[order], return_counts=True)
+        kwargs.update(window_index=order, cu_window_seqlens=F.pad((counts * batch.merge ** 2).cumsum(0), (1, 0))
+                      .to(torch.int32))
+    else:
+        kwargs.update(zip(("interp_indices", "interp_weights"), adapter._vit_interp(batch)))
+    out = v(batch.patches, **kwargs)
+    return out.pooler_output, list(getattr(out, "deepstack_features", None) or [])
+
+
+def test_own_loop_equals_stock_tower_on_subsets(adapter, monkeypatch):
+    """Our block loop (batched windows) == the library's Qwen tower on any kept subset of two streams."""
+    if not adapter.family.startswith("qwen"):
+        pytest.skip("InternViT has no forward that takes a token subset")
+    import codecsight.vision.encoder as encoder
+
     rng = np.random.default_rng(6)
     frames = patches(adapter, frames_for(adapter, 4, seed=6))
     grid = tuple(s // adapter.geometry.token_px for s in SIZES[adapter.family])
     requests = [EncodeRequest("s", frames[0], rng.random(grid) < 0.3),
                 EncodeRequest("t", frames[1], rng.random(grid) < 0.6)]
-    tower = PrunedViT(adapter).encode(requests)
-    monkeypatch.setattr(adapter, "vit_isolated", lambda batch: run_blocks(adapter, batch))
-    for x, y in zip(tower, PrunedViT(adapter).encode(requests)):
+    ours = PrunedViT(adapter).encode(requests)
+    monkeypatch.setattr(encoder, "run_blocks", lambda adapter, batch, context: _stock_tower(adapter, batch))
+    for x, y in zip(ours, PrunedViT(adapter).encode(requests)):
         assert len(x.embeds) == x.token_index.numel() > 0
         assert (x.embeds - y.embeds).abs().max() <= 1e-5
+        assert len(x.deepstack) == len(y.deepstack)
         for d, e in zip(x.deepstack, y.deepstack):
             assert (d - e).abs().max() <= 1e-5
 

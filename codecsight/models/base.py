@@ -118,21 +118,16 @@ class ModelAdapter:
     std: ClassVar[tuple[float, float, float]]
     vit_extras: ClassVar[int] = 0  # rows per temporal patch that every token attends to (InternVL's CLS)
 
-    def pixel_values(self, frames):
-        """(T, H, W, 3) uint8 -> (patch rows float32, grid_thw in patches)."""
+    def pixel_values(self, frames, tokens=None):
+        """(T, H, W, 3) uint8 -> (patch rows float32, grid_thw in patches); tokens: only these merged tokens'
+        rows (raster indices)."""
         from codecsight.vision.preprocess import video_pixel_values
 
-        return video_pixel_values(frames, self.geometry, self.mean, self.std)
+        return video_pixel_values(frames, self.geometry, self.mean, self.std, tokens)
 
     def vision_reference(self, frames):
         """The library's own full encoding of frames (T, H, W, 3): (embeds (tokens, D), deepstack list)."""
         raise NotImplementedError
-
-    def vit_isolated(self, batch):
-        """Kept tokens alone: (embeds (K, D), deepstack list). Default: the own block loop, no context."""
-        from codecsight.vision.encoder import run_blocks
-
-        return run_blocks(self, batch)
 
     vit_taps: tuple[int, ...] = ()  # layers after which a deepstack merger taps the hidden states
 

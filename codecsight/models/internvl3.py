@@ -67,11 +67,11 @@ class InternVL3Adapter(ModelAdapter):
         side = self.config.vision_config.image_size[0]
         return side, side
 
-    def pixel_values(self, frames):
+    def pixel_values(self, frames, tokens=None):
         side = self.config.vision_config.image_size[0]
         if np.asarray(frames).shape[1:3] != (side, side):
             raise ConfigError(f"InternVL tiles are {side}x{side} px, got frames of {np.asarray(frames).shape[1:3]}")
-        return super().pixel_values(frames)
+        return super().pixel_values(frames, tokens)
 
     def vision_reference(self, frames):
         import torch

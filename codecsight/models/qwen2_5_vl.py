@@ -96,27 +96,6 @@ class Qwen25VLAdapter(ModelAdapter):
     def vit_merge(self, h, tap=None):
         return self.visual.merger(h)
 
-    def _vit_tower_kwargs(self, batch) -> dict:
-        """Precomputed forward kwargs that make the stock tower run on the kept tokens only, each patch with
-        its original 2-D position, attending within its temporal patch (full layers) or window."""
-        import torch
-
-        kwargs = dict(grid_thw=torch.tensor([[1, r * batch.merge, c * batch.merge] for r, c in batch.grids]),
-                      position_ids=torch.stack(batch.patch_coords(), dim=-1), cu_seqlens=batch.cu_patches())
-        return {k: v.to(self.model.device) for k, v in kwargs.items()}
-
-    def vit_isolated(self, batch):
-        import torch
-        import torch.nn.functional as F
-
-        window = batch.windows(self._window_side)
-        window_index = torch.argsort(window, stable=True)
-        _, counts = torch.unique_consecutive(window[window_index], return_counts=True)
-        cu_window = F.pad((counts * batch.merge ** 2).cumsum(0), (1, 0)).to(torch.int32)
-        out = self.visual(batch.patches.to(self.visual.dtype), window_index=window_index.to(self.model.device),
-                          cu_window_seqlens=cu_window.to(self.model.device), **self._vit_tower_kwargs(batch))
-        return out.pooler_output, []
-
     # ---- language side ------------------------------------------------------------------------------------
     # The whole window is one video: <|vision_start|> [temporal patches] <|vision_end|>, as Qwen's processor lays
     # out a video. Where the question starts after it: see codecsight.prefill.positions ("vllm" = Qwen's rule).

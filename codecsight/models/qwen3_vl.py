@@ -36,7 +36,6 @@ class Qwen3VLAdapter(ModelAdapter):
     vit_qkv = Qwen25VLAdapter.vit_qkv
     vit_finish = Qwen25VLAdapter.vit_finish
     _vit_rope = Qwen25VLAdapter._vit_rope
-    _vit_tower_kwargs = Qwen25VLAdapter._vit_tower_kwargs
 
     @classmethod
     def tower_spec(cls, config):
@@ -82,12 +81,6 @@ class Qwen3VLAdapter(ModelAdapter):
 
     def vit_merge(self, h, tap=None):
         return (self.visual.merger if tap is None else self.visual.deepstack_merger_list[tap])(h)
-
-    def vit_isolated(self, batch):
-        index, weight = self._vit_interp(batch)
-        out = self.visual(batch.patches.to(self.visual.dtype), interp_indices=index, interp_weights=weight,
-                          **self._vit_tower_kwargs(batch))
-        return out.pooler_output, list(out.deepstack_features)
 
     # ---- language side ------------------------------------------------------------------------------------
     # Qwen3-VL's processor writes every temporal patch as its own block behind a timestamp:

@@ -133,7 +133,6 @@ class PrunedViT:
         """Encode every request in one packed pass. `full_grid` also returns each patch's whole token grid,
         cached embeddings standing in for the unchanged tokens."""
         geometry = self.adapter.geometry
-        m2 = geometry.merge ** 2
         grids, keeps, pixels, complete = [], [], [], []
         # Streams whose cache covers their whole grid, updated as the requests are taken in order.
         have = {s: c.grid for s, c in self._caches.items() if c.complete}
@@ -142,8 +141,10 @@ class PrunedViT:
             if frames.ndim != 4 or len(frames) > geometry.temporal:
                 raise ConfigError(f"a request holds one temporal patch: at most {geometry.temporal} frames "
                                   f"(T, H, W, 3), got shape {frames.shape}")
-            pix, (_, gh, gw) = self.adapter.pixel_values(frames)
-            grid = (gh // geometry.merge, gw // geometry.merge)
+            try:
+                grid = geometry.grid(*frames.shape[1:3])
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
             keep = np.ones(grid, bool) if req.keep is None else np.asarray(req.keep, bool)
             if keep.shape != grid:
                 raise ConfigError(f"keep mask {keep.shape} does not match the token grid {grid}")
@@ -157,7 +158,7 @@ class PrunedViT:
             complete.append(have.get(req.stream) == grid)
             grids.append(grid)
             keeps.append(keep.reshape(-1))
-            pixels.append(pix.view(-1, m2, pix.shape[-1]))
+            pixels.append(self.adapter.pixel_values(frames, np.flatnonzero(keep))[0])
 
         tokens = [np.flatnonzero(k) for k in keeps]
         seg = torch.from_numpy(np.repeat(np.arange(len(tokens)), [len(t) for t in tokens]))
@@ -165,8 +166,7 @@ class PrunedViT:
         cols = torch.tensor([g[1] for g in grids], dtype=torch.long)[seg] if len(seg) else seg
         # Index tensors stay on the CPU; the adapters move what enters the model to its device.
         batch = PackedBatch(
-            patches=torch.cat([p[torch.from_numpy(t)] for p, t in zip(pixels, tokens)]).flatten(0, 1)
-            .to(self.adapter.model.device),
+            patches=torch.cat(pixels).to(self.adapter.model.device),
             segment=seg, row=flat // cols, col=flat % cols, grids=grids, merge=geometry.merge)
 
         context = _Context(self, requests, grids, tokens) if self.mode == "context" else None
@@ -174,8 +174,6 @@ class PrunedViT:
             embeds = torch.zeros(0, self.adapter.vit_out_dim, dtype=self.adapter.model.dtype,
                                  device=self.adapter.model.device)
             deepstack = [embeds] * len(self.adapter.vit_taps)
-        elif context is None:
-            embeds, deepstack = self.adapter.vit_isolated(batch)
         else:
             embeds, deepstack = run_blocks(self.adapter, batch, context)
         return self._results(requests, grids, tokens, complete, embeds, deepstack, context, full_grid)
@@ -304,14 +302,46 @@ def _patch_rows(tokens: torch.Tensor, m2: int) -> torch.Tensor:
     return (tokens[:, None] * m2 + torch.arange(m2)).reshape(-1)
 
 
-def _attend(q, table_k, table_v, groups, scale):
-    """Per-group scaled dot-product attention over (rows, heads, head_dim) tensors."""
-    out = torch.empty_like(q)
-    for qi, ki in groups:
-        o = F.scaled_dot_product_attention(q[qi].transpose(0, 1), table_k[ki].transpose(0, 1),
-                                           table_v[ki].transpose(0, 1), scale=scale)
-        out[qi] = o.transpose(0, 1)
-    return out
+class _Batches:
+    """Attention groups packed for batched attention: groups whose query and key counts fall in the same
+    power-of-two bucket run as one padded call (a Python loop over hundreds of small windows cost more than
+    their arithmetic; buckets bound the padding to under 2x per side)."""
+
+    def __init__(self, groups):
+        buckets: dict = {}
+        for qi, ki in groups:
+            buckets.setdefault((_bucket(len(qi)), _bucket(len(ki))), []).append((qi, ki))
+        self.calls = [(_padded([g[0] for g in members]), _padded([g[1] for g in members]))
+                      for members in buckets.values()]
+
+    def attend(self, q, table_k, table_v, scale):
+        """Scaled dot-product attention of every group over (rows, heads, head_dim) tensors."""
+        out = torch.empty_like(q)
+        for (qi, q_valid), (ki, k_valid) in self.calls:
+            mask = None if k_valid is None else k_valid[:, None, None, :]
+            o = F.scaled_dot_product_attention(q[qi].transpose(1, 2), table_k[ki].transpose(1, 2),
+                                               table_v[ki].transpose(1, 2), attn_mask=mask, scale=scale)
+            o = o.transpose(1, 2)
+            if q_valid is None:
+                out[qi.reshape(-1)] = o.flatten(0, 1)
+            else:
+                out[qi[q_valid]] = o[q_valid]
+        return out
+
+
+def _bucket(n: int) -> int:
+    return max(0, n - 1).bit_length()
+
+
+def _padded(rows: list[torch.Tensor]):
+    """(G, L) row indices padded with each group's first row, and the (G, L) validity mask (None: no padding)."""
+    longest = max(len(r) for r in rows)
+    if all(len(r) == longest for r in rows):
+        return torch.stack(rows), None
+    index = torch.stack([F.pad(r, (0, longest - len(r)), value=int(r[0])) for r in rows])
+    valid = torch.arange(longest, device=index.device) < torch.tensor([len(r) for r in rows],
+                                                                      device=index.device)[:, None]
+    return index, valid
 
 
 def run_blocks(adapter, batch: PackedBatch, context: _Context | None = None):
@@ -324,7 +354,7 @@ def run_blocks(adapter, batch: PackedBatch, context: _Context | None = None):
     for layer in range(n_layers):
         kind = adapter.vit_window(layer)
         if kind not in groups_by_kind:
-            groups_by_kind[kind] = _groups(adapter, batch, layer, context)
+            groups_by_kind[kind] = _Batches(_groups(adapter, batch, layer, context))
         q, k, v = adapter.vit_qkv(layer, h, aux)
         if context is None:
             table_k, table_v = k, v
@@ -333,7 +363,7 @@ def run_blocks(adapter, batch: PackedBatch, context: _Context | None = None):
             if adapter.vit_extras:  # extra rows (CLS) are always fresh and sit after the table
                 table_k, table_v = torch.cat([table_k, k[n:]]), torch.cat([table_v, v[n:]])
             context.keep_layer(layer, n_layers, table_k, table_v)
-        attn = _attend(q, table_k, table_v, groups_by_kind[kind], adapter.vit_scale)
+        attn = groups_by_kind[kind].attend(q, table_k, table_v, adapter.vit_scale)
         h = adapter.vit_finish(layer, h, attn)
         if layer in adapter.vit_taps:
             taps.append(adapter.vit_merge(h[:n], tap=adapter.vit_taps.index(layer)))

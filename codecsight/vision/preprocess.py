@@ -42,20 +42,27 @@ def normalise_table(mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
 
 def normalise(frames: np.ndarray, mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
     """(T, H, W, 3) uint8 -> (T, H, W, 3) float32 normalised."""
-    frames = _check_frames(frames)
+    return _lookup(_check_frames(frames), mean, std)
+
+
+def _lookup(x: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 (..., 3) -> float32 (..., 3) through the normalise table."""
     table = normalise_table(mean, std).T.copy()
-    out = np.empty(frames.shape, np.float32)
+    out = np.empty(x.shape, np.float32)
     for c in range(3):  # one 256-entry take per channel: ~6x faster than indexing the table by (level, channel)
-        out[..., c] = table[c].take(frames[..., c])
+        out[..., c] = table[c].take(x[..., c])
     return out
 
 
-def video_pixel_values(frames: np.ndarray, geometry: TokenGeometry = QWEN2_5_VL, mean=CLIP_MEAN, std=CLIP_STD):
+def video_pixel_values(frames: np.ndarray, geometry: TokenGeometry = QWEN2_5_VL, mean=CLIP_MEAN, std=CLIP_STD,
+                       tokens: np.ndarray | None = None):
     """Already-resized uint8 frames (T, H, W, 3) -> (pixel_values float32 [t*h*w, 3*temporal*patch*patch],
     grid_thw (t, h, w) in patches).
 
     Frames are grouped into temporal patches of `geometry.temporal`; an odd count repeats the last frame, as
     the transformers video processor does. H and W must be whole tokens (see `resize_frames`, geometry.snap).
+    tokens: raster indices of the merged tokens to return (the same in every temporal patch), else all; they
+    are picked before normalising, so a pruned patch costs only its kept tokens.
     """
     import torch
 
@@ -68,10 +75,14 @@ def video_pixel_values(frames: np.ndarray, geometry: TokenGeometry = QWEN2_5_VL,
     if pad := -T % geometry.temporal:
         frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
     t, tp, p, m = len(frames) // geometry.temporal, geometry.temporal, geometry.patch, geometry.merge
-    x = normalise(frames, mean, std).reshape(t, tp, gh // m, m, p, gw // m, m, p, C)
-    # -> (t, token row, token col, patch row in token, patch col in token, C, frame, py, px)
-    x = x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
-    return torch.from_numpy(np.ascontiguousarray(x).reshape(t * gh * gw, C * tp * p * p)), (t, gh, gw)
+    x = frames.reshape(t, tp, gh // m, m, p, gw // m, m, p, C)
+    if tokens is not None:  # -> (t, K, tp, m, p, m, p, C): the kept tokens only, still uint8
+        x = x[:, :, tokens // (gw // m), :, :, tokens % (gw // m)].transpose(1, 0, 2, 3, 4, 5, 6, 7)
+    else:
+        x = x.transpose(0, 2, 5, 1, 3, 4, 6, 7, 8).reshape(t, -1, tp, m, p, m, p, C)
+    # -> (t, token, patch row in token, patch col in token, C, frame, py, px)
+    x = _lookup(x, mean, std).transpose(0, 1, 3, 5, 7, 2, 4, 6)
+    return torch.from_numpy(np.ascontiguousarray(x).reshape(-1, C * tp * p * p)), (t, gh, gw)
 
 
 def image_pixel_values(frames: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD):

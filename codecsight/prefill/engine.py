@@ -95,11 +95,13 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def rerotate(adapter, k: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Move keys (1, heads, n, head_dim) by position deltas (3, n): a rotation by the angles of the delta, which
-    composes with the one already applied (exact when `adapter.rerotation_refusal()` is None)."""
-    cos, sin = adapter.rotary(k, delta.to(k.device))
-    return k * cos[:, None] + rotate_half(k) * sin[:, None]
+def rerotate(adapter, keys: list[torch.Tensor], delta: torch.Tensor) -> list[torch.Tensor]:
+    """Move keys (1, heads, n, head_dim), one tensor per layer, by position deltas (3, n): a rotation by the
+    angles of the delta, which composes with the one already applied (exact when `adapter.rerotation_refusal()`
+    is None). The angles are the same in every layer: computed once."""
+    cos, sin = adapter.rotary(keys[0], delta.to(keys[0].device))
+    cos, sin = cos[:, None], sin[:, None]
+    return [k * cos + rotate_half(k) * sin for k in keys]
 
 
 def causal_mask(q_seq: torch.Tensor, k_seq: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -299,8 +301,9 @@ class WindowPrefill:
 
         K, V = self._empty(lay)
         delta = lay.positions[:, reused] - prev.positions[:, src]
+        moved = rerotate(self.adapter, [k[:, :, src] for k in prev.k], delta)
         for i in range(N):
-            K[i][:, :, reused] = rerotate(self.adapter, prev.k[i][:, :, src], delta)
+            K[i][:, :, reused] = moved[i]
             V[i][:, :, reused] = prev.v[i][:, :, src]
 
         full_flops = count_flops(self.adapter.config, prefill=prefill_work(range(L), logits=0)).llm

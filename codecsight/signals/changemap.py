@@ -104,7 +104,7 @@ class ChangeMap:
             changed = np.ones(self.grid, bool)
             self._frame_hw = (s.height, s.width)
             if y is not None:
-                self._ref = y
+                self._ref = y.copy()  # updated in place per token (`_encoded`)
         else:
             cand = self.candidates_of(sampled)
             self.partial_tokens += rows * cols
@@ -126,6 +126,7 @@ class ChangeMap:
             self._encoded(self._last, keep)
 
     def _encoded(self, y: np.ndarray, changed: np.ndarray):
-        t = self.geometry.token_px
-        m = np.repeat(np.repeat(changed, t, axis=0), t, axis=1)
-        self._ref = np.where(m, y, self._ref)
+        r, c = np.nonzero(changed)
+        if len(r):
+            (rows, cols), t = self.grid, self.geometry.token_px
+            self._ref.reshape(rows, t, cols, t)[r, :, c, :] = y.reshape(rows, t, cols, t)[r, :, c, :]

@@ -79,6 +79,7 @@ def run(args) -> int:
         videos = sorted({r["video"] for r in labels})[:max(0, args.static_streams)]
         clips = [(os.path.join(args.videos, f), "real") for f in _clips(args.videos)] + \
                 [(os.path.join(data, v), "static") for v in videos]
+        print(f"throughput of {len(clips)} clips with the {args.clip_model} model ...", flush=True)
         throughput = clip_throughput(clip_model, [m for m in args.clip_methods.split(",") if m], clips,
                                      args.clip_seconds, side)
     from codecsight.bench.medium import DESCRIPTION
@@ -120,6 +121,8 @@ def clip_throughput(adapter, specs, clips: list[tuple[str, str]], seconds: float
             out.append({"clip": name, "kind": kind, "method": spec, "windows_per_s": c.windows / elapsed,
                         "time_ratio": elapsed / base[1], "tokens_fraction": c.tokens_encoded / max(1, c.tokens),
                         "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, base[0].vit_flops + base[0].llm_flops)})
+            print(f"  {name} ({kind}) {spec}: {c.windows} windows in {elapsed:.1f} s, time {out[-1]['time_ratio']:.3f}",
+                  flush=True)
         os.unlink(src)
     return out
 

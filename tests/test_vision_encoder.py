@@ -95,8 +95,10 @@ def _stock_tower(adapter, batch):
     import torch.nn.functional as F
 
     v = adapter.visual
+    patches_per_segment = torch.bincount(batch.segment) * batch.merge ** 2
     kwargs = dict(grid_thw=torch.tensor([[1, r * batch.merge, c * batch.merge] for r, c in batch.grids]),
-                  position_ids=torch.stack(batch.patch_coords(), dim=-1), cu_seqlens=batch.cu_patches())
+                  position_ids=torch.stack(batch.patch_coords(), dim=-1),
+                  cu_seqlens=F.pad(patches_per_segment.cumsum(0), (1, 0)).to(torch.int32))
     if adapter.family == "qwen2_5_vl":
         window = batch.windows(v.window_size // v.spatial_merge_size // v.patch_size)
         order = torch.argsort(window, stable=True)

@@ -5,8 +5,9 @@ Two modes:
 - `context`: kept tokens also attend to the per-layer keys/values of the unchanged tokens cached from that
   stream's last encoding (higher fidelity at about the same FLOPs: the cached keys cost no projection or MLP).
 
-One `encode` call packs every temporal patch of every stream it is given (variable-length attention segments,
-as `cu_seqlens` does); there is no Python loop over tokens or frames in the tower, only over attention groups.
+One `encode` call packs every temporal patch of every stream it is given. Attention groups (a temporal patch, or
+one of its windows) of similar length run as one padded batch; there is no Python loop over tokens, frames or
+windows in the tower, only over a few length buckets per layer kind.
 Several temporal patches of one stream in one call are encoded as if one after the other: a token a patch leaves
 unchanged takes its keys/values (context) and its embedding (full-grid output) from the latest earlier patch of
 the call that encoded it, else from the stream's cache.
@@ -75,10 +76,6 @@ class PackedBatch:
         sub = torch.arange(m * m).repeat(self.n_tokens)
         return (self.row.repeat_interleave(m * m) * m + sub // m,
                 self.col.repeat_interleave(m * m) * m + sub % m)
-
-    def cu_patches(self) -> torch.Tensor:
-        counts = torch.bincount(self.segment) * self.merge**2
-        return F.pad(counts[counts > 0].cumsum(0), (1, 0)).to(torch.int32)
 
     def windows(self, side: int) -> torch.Tensor:
         """Window id of every kept token for window attention of `side` tokens: ordered by segment, then

@@ -8,7 +8,7 @@ import torch
 
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
-from codecsight.reference.model import INPUT_HW, SPECIAL, build
+from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
 from codecsight.reference.train import Example, Stream, save, window_forward
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
@@ -96,6 +96,25 @@ def test_training_forward_prunes_like_the_runtime(ref):
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")), reason="not trained yet")
+def test_deepened_model_starts_as_the_trained_one():
+    """Growing the LLM (trained layers spread out, identity layers between) changes no output at first."""
+    trained = build(seed=2)
+    with torch.no_grad():
+        for p in trained.model.parameters():  # give every weight something beyond its initialisation
+            p.add_(0.05 * torch.randn_like(p))
+        deep = build(seed=1, text_layers=2 * len(trained.language_model().layers))
+        deepen(deep, trained)
+        h = torch.randn(1, 12, trained.config.text_config.hidden_size)
+        pos = torch.arange(12)[None].expand(3, 1, -1)
+        want = trained.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
+        got = deep.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
+    assert len(deep.language_model().layers) == 8
+    assert torch.equal(got, want)
+    assert torch.equal(deep.model.model.visual.merger.mlp[0].weight, trained.model.model.visual.merger.mlp[0].weight)
+    with pytest.raises(ValueError):
+        deepen(build(text_layers=6), trained)
+
+
 def test_bundled_model_loads_offline():
     ad = load_adapter()
     assert ad.family == "qwen2_5_vl" and ad.default_input_hw() == INPUT_HW

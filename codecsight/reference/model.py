@@ -59,16 +59,38 @@ def word_tokenizer(words: list[str] | None = None):
                                    pad_token="<|endoftext|>")
 
 
-def build(seed: int = 0):
-    """A freshly initialised reference model wrapped in its adapter."""
+def build(seed: int = 0, text_layers: int | None = None):
+    """A freshly initialised reference model wrapped in its adapter (text_layers: LLM depth, default CONFIG's)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 
-    config = Qwen2_5_VLConfig(**CONFIG)
+    text = dict(CONFIG["text_config"], num_hidden_layers=text_layers or CONFIG["text_config"]["num_hidden_layers"])
+    config = Qwen2_5_VLConfig(**{**CONFIG, "text_config": text})
     config.codecsight = dict(RUNTIME)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = SPECIAL["<|im_end|>"]
     return Qwen25VLAdapter(model, word_tokenizer())
+
+
+def deepen(adapter, trained) -> None:
+    """Load a trained model into a deeper one (same widths): trained LLM layer i goes to layer i * k of the k
+    times deeper model; the layers in between start as identities (zero output and down projections, so they add
+    nothing to the residual stream) and the deeper model computes what the trained one did until it learns."""
+    import torch
+
+    new, old = adapter.language_model().layers, trained.language_model().layers
+    if len(new) % len(old):
+        raise ValueError(f"{len(new)} LLM layers are not a multiple of the trained {len(old)}")
+    k = len(new) // len(old)
+    state = {key: v for key, v in trained.model.state_dict().items() if ".layers." not in key or "visual" in key}
+    adapter.model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        for i, layer in enumerate(new):
+            if i % k:
+                layer.self_attn.o_proj.weight.zero_()
+                layer.mlp.down_proj.weight.zero_()
+            else:
+                layer.load_state_dict(old[i // k].state_dict())

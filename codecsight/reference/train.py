@@ -32,7 +32,7 @@ from transformers import DynamicCache
 from codecsight.models import load_adapter
 from codecsight.plan import TokenPlanner
 from codecsight.prefill.window import Segment, Window, build_layout
-from codecsight.reference.model import INPUT_HW, RUNTIME, build
+from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
 from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeMap, Sampling, sample_frames
@@ -229,6 +229,9 @@ def main(argv=None) -> int:
     p.add_argument("--curriculum-share", type=float, default=0.12)
     p.add_argument("--grey", type=float, default=0.25, help="share of windows shown in grey levels")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
+    p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
+                   "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
+                   "deepen)")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
@@ -237,9 +240,13 @@ def main(argv=None) -> int:
     ckpt = os.path.join(args.out, "checkpoint.pt")
     random.seed(args.seed)
 
-    adapter = build(args.seed)
+    adapter = build(args.seed, args.text_layers)
     if args.init:
-        adapter.model.load_state_dict(load_adapter(args.init).model.state_dict())
+        init = load_adapter(args.init)
+        if len(init.language_model().layers) == len(adapter.language_model().layers):
+            adapter.model.load_state_dict(init.model.state_dict())
+        else:  # a deeper model grown from trained weights
+            deepen(adapter, init)
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size

@@ -85,7 +85,7 @@ def deepen(adapter, trained) -> None:
     if len(new) % len(old):
         raise ValueError(f"{len(new)} LLM layers are not a multiple of the trained {len(old)}")
     k = len(new) // len(old)
-    state = {key: v for key, v in trained.model.state_dict().items() if ".layers." not in key or "visual" in key}
+    state = {key: v for key, v in trained.model.state_dict().items() if ".layers." not in key}
     adapter.model.load_state_dict(state, strict=False)
     with torch.no_grad():
         for i, layer in enumerate(new):

@@ -65,3 +65,15 @@ def test_bad_frames_raise_typed_errors():
         video_pixel_values(np.zeros((2, 50, 56, 3), np.uint8))
     with pytest.raises(ConfigError):
         video_pixel_values(np.zeros((2, 56, 56, 3), np.float32))
+
+
+def test_kept_tokens_equal_their_rows_of_the_full_output():
+    """Picking tokens before normalising gives exactly their rows of the whole output, in every temporal patch."""
+    frames = np.random.default_rng(3).integers(0, 256, (4, 168, 224, 3), dtype=np.uint8)
+    full, grid = video_pixel_values(frames, QWEN2_5_VL)
+    tokens = np.array([0, 5, 17, 47])
+    part, part_grid = video_pixel_values(frames, QWEN2_5_VL, tokens=tokens)
+    m2 = QWEN2_5_VL.merge ** 2
+    assert part_grid == grid
+    assert torch.equal(part, full.view(grid[0], -1, m2, full.shape[-1])[:, tokens].reshape(-1, full.shape[-1]))
+    assert video_pixel_values(frames, QWEN2_5_VL, tokens=tokens[:0])[0].shape == (0, full.shape[-1])

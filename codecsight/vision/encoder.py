@@ -130,7 +130,7 @@ class PrunedViT:
         """Encode every request in one packed pass. `full_grid` also returns each patch's whole token grid,
         cached embeddings standing in for the unchanged tokens."""
         geometry = self.adapter.geometry
-        grids, keeps, pixels, complete = [], [], [], []
+        grids, tokens, pixels, complete = [], [], [], []
         # Streams whose cache covers their whole grid, updated as the requests are taken in order.
         have = {s: c.grid for s, c in self._caches.items() if c.complete}
         for req in requests:
@@ -154,10 +154,9 @@ class PrunedViT:
                 have.pop(req.stream, None)
             complete.append(have.get(req.stream) == grid)
             grids.append(grid)
-            keeps.append(keep.reshape(-1))
-            pixels.append(self.adapter.pixel_values(frames, np.flatnonzero(keep))[0])
+            tokens.append(np.flatnonzero(keep))
+            pixels.append(self.adapter.pixel_values(frames, tokens[-1])[0])
 
-        tokens = [np.flatnonzero(k) for k in keeps]
         seg = torch.from_numpy(np.repeat(np.arange(len(tokens)), [len(t) for t in tokens]))
         flat = torch.from_numpy(np.concatenate(tokens)) if tokens else torch.zeros(0, dtype=torch.long)
         cols = torch.tensor([g[1] for g in grids], dtype=torch.long)[seg] if len(seg) else seg

@@ -75,11 +75,11 @@ def video_pixel_values(frames: np.ndarray, geometry: TokenGeometry = QWEN2_5_VL,
     if pad := -T % geometry.temporal:
         frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
     t, tp, p, m = len(frames) // geometry.temporal, geometry.temporal, geometry.patch, geometry.merge
+    if tokens is None:
+        tokens = np.arange(gh // m * (gw // m))
+    # -> (t, K, tp, m, p, m, p, C): the kept tokens only, still uint8
     x = frames.reshape(t, tp, gh // m, m, p, gw // m, m, p, C)
-    if tokens is not None:  # -> (t, K, tp, m, p, m, p, C): the kept tokens only, still uint8
-        x = x[:, :, tokens // (gw // m), :, :, tokens % (gw // m)].transpose(1, 0, 2, 3, 4, 5, 6, 7)
-    else:
-        x = x.transpose(0, 2, 5, 1, 3, 4, 6, 7, 8).reshape(t, -1, tp, m, p, m, p, C)
+    x = x[:, :, tokens // (gw // m), :, :, tokens % (gw // m)].transpose(1, 0, 2, 3, 4, 5, 6, 7)
     # -> (t, token, patch row in token, patch col in token, C, frame, py, px)
     x = _lookup(x, mean, std).transpose(0, 1, 3, 5, 7, 2, 4, 6)
     return torch.from_numpy(np.ascontiguousarray(x).reshape(-1, C * tp * p * p)), (t, gh, gw)

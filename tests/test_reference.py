@@ -112,6 +112,9 @@ def test_deepened_model_starts_as_the_trained_one():
     assert torch.equal(deep.model.model.visual.merger.mlp[0].weight, trained.model.model.visual.merger.mlp[0].weight)
     with pytest.raises(ValueError):
         deepen(build(text_layers=6), trained)
+    for absurd in (0, -2, 1000):
+        with pytest.raises(ValueError, match="text_layers"):
+            build(text_layers=absurd)
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")), reason="not trained yet")

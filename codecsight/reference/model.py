@@ -66,6 +66,8 @@ def build(seed: int = 0, text_layers: int | None = None):
 
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 
+    if text_layers is not None and not 1 <= text_layers <= 64:
+        raise ValueError(f"text_layers must be within 1..64, got {text_layers}")
     text = dict(CONFIG["text_config"], num_hidden_layers=text_layers or CONFIG["text_config"]["num_hidden_layers"])
     config = Qwen2_5_VLConfig(**{**CONFIG, "text_config": text})
     config.codecsight = dict(RUNTIME)

@@ -9,7 +9,7 @@ import torch
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
-from codecsight.reference.train import Example, Stream, save, window_forward
+from codecsight.reference.train import GREY, Example, Stream, colour_transform, main, save, window_forward
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
@@ -115,6 +115,21 @@ def test_deepened_model_starts_as_the_trained_one():
     for absurd in (0, -2, 1000):
         with pytest.raises(ValueError, match="text_layers"):
             build(text_layers=absurd)
+
+
+def test_colour_transform_keeps_shape_and_changes_colour():
+    """The training recolouring: no change at hue 0, saturation 1 and gain 1; grey levels at saturation 0; a third of
+    a turn takes red to green; and the mean of the channels is only scaled by the gain, so the luminance pattern
+    (shapes, textures) stays."""
+    red, grey = np.array([255.0, 0, 0]), np.array([90.0, 90, 90])
+    assert np.allclose(colour_transform(), np.eye(3))
+    assert np.allclose(GREY @ red, [85, 85, 85])
+    assert np.allclose(colour_transform(2 * np.pi / 3) @ red, [0, 255, 0])
+    assert np.allclose(colour_transform(1.0, 0.5, 1.3) @ grey, 1.3 * grey)  # greys are only brightened
+    assert np.allclose(GREY @ colour_transform(-2.0, 0.3, 0.9), 0.9 * GREY)
+    for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"]):
+        with pytest.raises(SystemExit):
+            main(["--data", "x", "--heldout", "y", *bad])
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")), reason="not trained yet")

@@ -8,7 +8,8 @@ runtime's own window layout and position planner, and every standing question of
 shared prefix (the frames are run once per window, the questions as a batch on its KV): a 2-way loss on the
 "Yes"/"No" logits of the answer token, class-balanced per question type, a weak loss on the answer word and the
 stop token over the whole vocabulary, and per-token targets from the scene (targets.py). Shorter windows come
-first (--curriculum), and some windows are shown in grey levels without their colour questions (--grey).
+first (--curriculum), and some windows are shown in grey levels (--grey) or recoloured (--recolour: hue turned, saturation
+and brightness scaled) without their colour questions.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in 30% of the windows
 the tokens the plan would not re-encode take the embedding of their last encoding (the runtime's `cached` grid),
@@ -133,22 +134,34 @@ def short_examples(data: str, length: int) -> list[Example]:
     return out
 
 
+def colour_transform(hue: float = 0.0, saturation: float = 1.0, gain: float = 1.0) -> np.ndarray:
+    """RGB -> RGB matrix: turn the hue by `hue` radians about the grey axis, scale the saturation (0: grey levels)
+    and the brightness. Rotation and saturation both fix the grey axis, so together they are
+    s (cos h I + sin h K) + (1 - s cos h) P, with P the projection on the grey axis and K the cross product with it."""
+    P = np.full((3, 3), 1 / 3)
+    K = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]]) / np.sqrt(3)
+    return gain * (saturation * (np.cos(hue) * np.eye(3) + np.sin(hue) * K) + (1 - saturation * np.cos(hue)) * P)
+
+
+GREY = colour_transform(saturation=0.0)
+
+
 PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the codec plan does not re-encode
 
 
 def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_ids, question_ids,
-                   answers: list[int] | None = None, grey: bool = False) -> Forward:
+                   answers: list[int] | None = None, tint: np.ndarray | None = None) -> Forward:
     """Every question of one window, with gradients, through the runtime's layout and positions. pruning: the
     runtime's two styles (`Method.grid`) on the stream's real token plan, or none. With `answers` (1 = Yes), each
-    question is followed by its answer word, so the step after it can learn to stop. grey: the frames in grey
-    levels (training only, see `main`)."""
+    question is followed by its answer word, so the step after it can learn to stop. tint: a 3x3 colour transform of
+    the frames (`colour_transform`; training only, see `main`)."""
     if pruning not in PRUNING:
         raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     n = ex.length
     t = adapter.geometry.temporal
     frames = stream.frames[ex.first:ex.first + n]
-    if grey:
-        frames = np.repeat(frames.mean(axis=-1, keepdims=True).round().astype(np.uint8), 3, axis=-1)
+    if tint is not None:
+        frames = np.clip(frames @ tint.T.astype(np.float32), 0, 255).round().astype(np.uint8)
     pixels, (gt, gh, gw) = video_pixel_values(frames, adapter.geometry)
     vision = adapter.model.model.visual(pixels, grid_thw=torch.tensor([[gt, gh, gw]])).pooler_output
     rows, cols = gh // 2, gw // 2
@@ -228,6 +241,8 @@ def main(argv=None) -> int:
                    "--curriculum-share of the time budget, then the runtime's window; '' for none")
     p.add_argument("--curriculum-share", type=float, default=0.12)
     p.add_argument("--grey", type=float, default=0.25, help="share of windows shown in grey levels")
+    p.add_argument("--recolour", type=float, default=0.0, help="share of windows recoloured (hue turned, saturation "
+                   "0.2-1.2 and brightness 0.8-1.4 times): kind must then be told by shape")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
@@ -235,6 +250,9 @@ def main(argv=None) -> int:
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
+    if not (0 <= args.grey and 0 <= args.recolour and args.grey + args.recolour <= 1):
+        p.error(f"--grey and --recolour are shares of the windows: each >= 0, together <= 1 "
+                f"(got {args.grey} and {args.recolour})")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
@@ -301,17 +319,23 @@ def main(argv=None) -> int:
         for ex in random.sample(pool, args.batch):
             stream = train[ex.stream]
             # Every training person has one of a few colours, so colour is a shortcut to kind that fails on the
-            # held-out combinations (a blue person): in some windows the colour is taken away, and with it the
-            # colour questions and targets, so that kind is learned from shape.
-            grey = random.random() < args.grey
+            # held-out combinations (a blue person): in some windows the colour is taken away or changed, and with
+            # it the colour questions and targets, so that kind is learned from shape.
+            draw, tint = random.random(), None
+            if draw < args.grey:
+                tint = GREY
+            elif draw < args.grey + args.recolour:
+                tint = colour_transform(random.uniform(-np.pi, np.pi), random.uniform(0.2, 1.2),
+                                        random.uniform(0.8, 1.4))
+            blind = tint is not None
             pruning = random.choices(PRUNING, (0.4, 0.3, 0.3))[0]
             if pruning == "dropped" and ex.length < RUNTIME["window"]:
                 # a dropped window holds what does not move only if the plan's periodic full encoding falls
                 # inside it, which the runtime's window guarantees and a short one does not
                 pruning = "cached"
-            fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, grey)
+            fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint)
             target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
-            weight = torch.tensor([0.0 if grey and t == "colour" else pos_weight[t] if a else 1.0
+            weight = torch.tensor([0.0 if blind and t == "colour" else pos_weight[t] if a else 1.0
                                    for a, t in zip(ex.answers, ex.types)])
             loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
             answer_sum += loss.item() / args.batch
@@ -324,7 +348,7 @@ def main(argv=None) -> int:
             if args.aux:
                 first = ex.first // adapter.geometry.temporal
                 tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
-                seen = torch.tensor([not (grey and c in COLOURS) for c in CLASSES], dtype=torch.float32)
+                seen = torch.tensor([not (blind and c in COLOURS) for c in CLASSES], dtype=torch.float32)
                 for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
                                       ("hidden", fwd.hidden, fwd.kept)):
                     loss = loss + args.aux * F.binary_cross_entropy_with_logits(

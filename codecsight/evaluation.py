@@ -13,6 +13,8 @@ import json
 import os
 import time
 
+import numpy as np
+
 PROMPT = "Describe the frames and determine if they show {X}. Start your response with 'Yes' or 'No'."
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
@@ -58,20 +60,42 @@ def prf(tp: int, fp: int, fn: int) -> dict:
     return {"precision": p, "recall": r, "f1": 2 * p * r / max(1e-12, p + r)}
 
 
+def auc(p: np.ndarray, truth: np.ndarray) -> float | None:
+    """Area under the ROC curve: the chance that a Yes window scores above a No window (ties count half); 0.5 is
+    a model that does not rank at all, whatever its F1. None without both answers."""
+    n_yes = int(truth.sum())
+    if n_yes in (0, len(truth)):
+        return None
+    _, where, counts = np.unique(p, return_inverse=True, return_counts=True)
+    rank = (np.cumsum(counts) - (counts - 1) / 2)[where]  # 1-based ranks, ties sharing their mean
+    return float((rank[truth].sum() - n_yes * (n_yes + 1) / 2) / (n_yes * (len(truth) - n_yes)))
+
+
 def window_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
-    """answers: (video stem, start rounded to 0.01 s, question) -> P(Yes). Unanswered windows count as No."""
-    per: dict[str, list[int]] = {}
+    """answers: (video stem, start rounded to 0.01 s, question) -> P(Yes). Unanswered windows count as No.
+    Per question type, besides F1: its AUC, and the F1 of answering Yes to every window (what a model that learned
+    only how often the answer is Yes can reach)."""
+    per: dict[str, list[tuple[float, bool]]] = {}
     for r in labels:
         if "start" not in r:
             continue
         p = answers.get((_stem(r["video"]), round(r["start"], 2), r["question"]), 0.0)
-        got, truth = p >= threshold, r["answer"] == "Yes"
-        c = per.setdefault(r.get("type", "all"), [0, 0, 0, 0])
-        c[0 if got and truth else 1 if got else 2 if truth else 3] += 1
+        per.setdefault(r.get("type", "all"), []).append((p, r["answer"] == "Yes"))
     if not per:
         return {}
-    total = [sum(x) for x in zip(*per.values())]
-    return {**prf(*total[:3]), "per_question": {t: {**prf(*c[:3]), "support": sum(c)} for t, c in sorted(per.items())}}
+
+    def counts(rows):
+        got = np.array([p >= threshold for p, _ in rows])
+        truth = np.array([y for _, y in rows])
+        return int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())
+
+    out = {**prf(*counts([r for rows in per.values() for r in rows])), "per_question": {}}
+    for t, rows in sorted(per.items()):
+        truth = np.array([y for _, y in rows])
+        out["per_question"][t] = {**prf(*counts(rows)), "support": len(rows), "positive": int(truth.sum()),
+                                  "auc": auc(np.array([p for p, _ in rows]), truth),
+                                  "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
+    return out
 
 
 def video_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
@@ -183,7 +207,9 @@ def run(args) -> int:
           f"video-level F1 {result['video']['f1']:.3f}; tokens {result['tokens_fraction']:.3f}, "
           f"FLOPs {result['flops_fraction']:.3f}, time {result['time_ratio']:.3f} of full")
     for t, q in result["per_question"].items():
-        print(f"  {t:12s} F1 {q['f1']:.3f}  support {q['support']}")
+        ranked = f"  AUC {q['auc']:.3f}  (answering Yes always: F1 {q['always_yes_f1']:.3f})" \
+            if q.get("auc") is not None else ""
+        print(f"  {t:12s} F1 {q['f1']:.3f}  support {q['support']}{ranked}")
     for name, err in result["failed"].items():
         print(f"  stream {name} failed: {err}")
     write_json(args.json, result)

@@ -1,13 +1,14 @@
 """`codecsight eval`: scoring rules on hand-made answers, both label layouts, and the command end to end."""
 import json
 
+import numpy as np
 import pytest
 from clips import moving_square_clip
 from tiny import tiny_vlm
 
 from codecsight.cli import main
 from codecsight.errors import ConfigError
-from codecsight.evaluation import PROMPT, read_labels, video_scores, window_scores
+from codecsight.evaluation import PROMPT, auc, read_labels, video_scores, window_scores
 
 
 def test_window_and_video_scores_by_hand():
@@ -22,6 +23,19 @@ def test_window_and_video_scores_by_hand():
     assert window_scores(labels, answers, 0.1)["recall"] == 1.0
     v = video_scores(labels, answers, 0.5)  # a: yes/yes, b: yes/no
     assert (v["precision"], v["recall"]) == (1.0, 0.5)
+    t = w["per_question"]["t"]  # 0.9 (Yes) above 0.6 (No); answering Yes always: P 1/2, R 1
+    assert (t["auc"], t["positive"], t["always_yes_f1"]) == (1.0, 1, pytest.approx(2 / 3))
+
+
+def test_auc_counts_ordered_pairs_and_half_ties():
+    p = np.array([0.3, 0.3, 0.8, 0.1, 0.5])
+    y = np.array([True, False, False, True, True])  # Yes 0.3, 0.1, 0.5 against No 0.3, 0.8
+    assert auc(p, y) == pytest.approx((0.5 + 0 + 0 + 0 + 1 + 0) / 6)
+    rng = np.random.default_rng(0)
+    p, y = rng.integers(0, 5, 200) / 4, rng.random(200) < 0.3  # many ties
+    pairs = (p[y][:, None] > p[~y][None]).mean() + 0.5 * (p[y][:, None] == p[~y][None]).mean()
+    assert auc(p, y) == pytest.approx(pairs)
+    assert auc(p, np.ones(200, bool)) is None and auc(1 - p, y) == pytest.approx(1 - pairs)
 
 
 def test_label_layouts(tmp_path):

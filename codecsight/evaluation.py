@@ -95,6 +95,8 @@ def window_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
         out["per_question"][t] = {**prf(*counts(rows)), "support": len(rows), "positive": int(truth.sum()),
                                   "auc": auc(np.array([p for p, _ in rows]), truth),
                                   "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
+    ranked = [q["auc"] for q in out["per_question"].values() if q["auc"] is not None]
+    out["auc"] = float(np.mean(ranked)) if ranked else None  # mean over question types, each counting once
     return out
 
 
@@ -203,7 +205,8 @@ def run(args) -> int:
         _, base = evaluate(adapter, labels, root, "full", fps, window, stride, args.threshold)
     result, _ = evaluate(adapter, labels, root, args.method, fps, window, stride, args.threshold, base)
     result = {"model": args.model or "bundled reference VLM", **result}
-    print(f"{result['method']}: F1 {result['f1']:.3f} (P {result['precision']:.3f}, R {result['recall']:.3f}); "
+    ranked = f", mean AUC over question types {result['auc']:.3f}" if result.get("auc") is not None else ""
+    print(f"{result['method']}: F1 {result['f1']:.3f} (P {result['precision']:.3f}, R {result['recall']:.3f}){ranked}; "
           f"video-level F1 {result['video']['f1']:.3f}; tokens {result['tokens_fraction']:.3f}, "
           f"FLOPs {result['flops_fraction']:.3f}, time {result['time_ratio']:.3f} of full")
     for t, q in result["per_question"].items():

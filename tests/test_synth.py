@@ -97,6 +97,8 @@ def test_e2e_bench_runs_on_generated_streams(heldout, tmp_path, capsys):
     full, ours = r["rows"][0], r["rows"][1]
     assert full["flops_fraction"] == full["time_ratio"] == 1.0 and full["windows"] == ours["windows"] > 0
     assert 0 < ours["tokens_fraction"] < 1 and 0 < ours["flops_fraction"] < 1
+    aucs = [q["auc"] for q in full["per_question"].values() if q["auc"] is not None]
+    assert aucs and full["auc"] == pytest.approx(np.mean(aucs))  # the table's AUC column: types count once
     assert [(c["kind"], c["method"]) for c in r["clips"]] == [("static", "full"), ("static", "codecsight")]
     assert r["clips"][0]["time_ratio"] == 1.0 and r["clips"][1]["flops_fraction"] < 1
     means = {(m["kind"], m["method"]): m for m in r["clip_means"]}

@@ -157,13 +157,15 @@ def clip_prefix(path: str, seconds: float) -> str:
 
 
 def print_table(result: dict):
-    head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} " \
+    head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} " \
            f"{'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
     print(head)
     print("-" * len(head))
     for r in result["rows"]:
         stage = r.get("stage_time_ratio", {})
-        print(f"{r['method']:32s} {r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['tokens_fraction']:7.3f} "
+        ranked = f"{r['auc']:6.3f}" if r.get("auc") is not None else f"{'-':>6s}"
+        print(f"{r['method']:32s} {r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {ranked} "
+              f"{r['tokens_fraction']:7.3f} "
               f"{r['flops_fraction']:7.3f} {r['vit_flops_fraction']:6.3f} {r['llm_flops_fraction']:6.3f} "
               f"{r['time_ratio']:6.3f} {stage.get('vit', 0):6.3f} {stage.get('prefill', 0):6.3f} "
               f"{stage.get('answer', 0):6.3f} {r['windows_per_s']:6.2f}")

@@ -8,8 +8,8 @@ runtime's own window layout and position planner, and every standing question of
 shared prefix (the frames are run once per window, the questions as a batch on its KV): a 2-way loss on the
 "Yes"/"No" logits of the answer token, class-balanced per question type, a weak loss on the answer word and the
 stop token over the whole vocabulary, and per-token targets from the scene (targets.py). Shorter windows come
-first (--curriculum), and some windows are shown in grey levels (--grey) or recoloured (--recolour: hue turned, saturation
-and brightness scaled) without their colour questions.
+first (--curriculum), and some windows are shown in grey levels (--grey) or recoloured (--recolour: hue turned,
+saturation and brightness scaled) without their colour questions.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in 30% of the windows
 the tokens the plan would not re-encode take the embedding of their last encoding (the runtime's `cached` grid),

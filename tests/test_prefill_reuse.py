@@ -293,3 +293,6 @@ def test_windows_asked_together_equal_each_alone(adapter_class, max_new_tokens):
         for x, y in zip(wp.ask(kv, qs, max_new_tokens), answers, strict=True):
             assert x.text == y.text and x.ids == y.ids and x.p_yes == pytest.approx(y.p_yes, abs=1e-5)
             assert (x.logits - y.logits).abs().max() <= 1e-4
+    other = WindowPrefill(a, SYSTEM, policy="full", yes_no=YES_NO[::-1])  # the same model scoring other ids
+    with pytest.raises(ConfigError, match="same model"):
+        ask_many([jobs[0], (other, jobs[1][1], jobs[1][2])], max_new_tokens)

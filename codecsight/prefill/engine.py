@@ -395,8 +395,8 @@ def _pad(x: torch.Tensor, n: int, value: int) -> torch.Tensor:
 @torch.inference_mode()
 def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_new_tokens: int = 8) \
         -> list[list[Answer]]:
-    """Answer the standing questions of several windows (one model; the first job's yes/no ids score all) in one
-    batch, a row per window. Within a row the questions run side by side after the window, each seeing the window
+    """Answer the standing questions of several windows (one model and one pair of yes/no ids) in one batch, a row
+    per window. Within a row the questions run side by side after the window, each seeing the window
     and its own tokens only (a fork of the cache per question): the frames are prefilled once, each question adds
     only its own tokens and answer, and a prefix common to a window's questions (a shared template such as
     "Describe the frames and determine if they show") is computed once. Rows are padded to the longest; a padded query sees its row's window only and
@@ -405,8 +405,10 @@ def ask_many(jobs: list[tuple[WindowPrefill, WindowKV, list[list[int]]]], max_ne
         raise ConfigError(f"max_new_tokens must be >= 0 (0: P(Yes) only, no text), got {max_new_tokens}")
     if not jobs:
         return []
-    rows = [_Asked(kv, qs) for _, kv, qs in jobs]
     prefill = jobs[0][0]
+    if any(p.adapter is not prefill.adapter or p.yes_no != prefill.yes_no for p, _, _ in jobs):
+        raise ConfigError("ask_many: every job must use the same model and yes/no ids (one batch, one model)")
+    rows = [_Asked(kv, qs) for _, kv, qs in jobs]
     adapter, layers = prefill.adapter, range(prefill.n_layers)
     yes, no = prefill.yes_no if prefill.yes_no is not None else adapter.yes_no_ids()
     stop = adapter.stop_ids()

@@ -2,9 +2,10 @@
 
 Each stream is read on its own thread (decode and codec signals, a bounded queue of sampled frames). The engine
 loop takes what every stream has ready, runs each stream's pipelines up to their encode requests, packs the
-requests of all streams into one ViT call per method, prefills the windows that became due in all streams and
-methods as one batch per stage (`prefill_many`; successive windows of one stream go in successive rounds, each
-needs the KV of the one before), and answers them in one batch (`ask_many`).
+requests of all streams into one ViT call per method, prefills the windows of one method that became due in all
+streams as one batch (`prefill_many`; successive windows of one stream go in successive rounds, each needs the KV
+of the one before), and answers them in one batch (`ask_many`). Methods run side by side (`--compare`) are never
+batched together, so each one's time is measured, not apportioned.
 
 Degradation is explicit and bounded. A file is read as fast as the model takes it (its reader blocks on a full
 queue). A live stream cannot wait: while its queue is more than half full the engine skips its due windows
@@ -178,19 +179,26 @@ class Engine:
     def _answer(self, due: list[Due]) -> list[Event]:
         events = []
         while due:
-            batch, later, taken = [], [], set()
-            for d in due:  # one window per prefill state a round
-                (later if id(d.group.prefill) in taken else batch).append(d)
+            rounds, later, taken = {}, [], set()
+            for d in due:  # one window per prefill state a round; one batch per method, so each is timed alone
+                (later if id(d.group.prefill) in taken else rounds.setdefault(d.pipeline.method.name, [])).append(d)
                 taken.add(id(d.group.prefill))
-            t0 = time.perf_counter()
-            done = prefill_many([(d.group.prefill, d.window) for d in batch])
-            t1 = time.perf_counter()
-            answers = ask_many([(d.group.prefill, kv, d.group.ids) for d, (kv, _) in zip(batch, done)],
-                               self.answer_tokens)
-            share = ((t1 - t0) / len(batch), (time.perf_counter() - t1) / len(batch))
-            for d, (_, stats), a in zip(batch, done, answers):
-                events += d.pipeline.answered(d, stats, a, share)
+            for batch in rounds.values():
+                events += self._answer_batch(batch)
             due = later
+        return events
+
+    def _answer_batch(self, batch: list[Due]) -> list[Event]:
+        """Prefill and answer windows of one method together; each window is charged an equal share."""
+        events = []
+        t0 = time.perf_counter()
+        done = prefill_many([(d.group.prefill, d.window) for d in batch])
+        t1 = time.perf_counter()
+        answers = ask_many([(d.group.prefill, kv, d.group.ids) for d, (kv, _) in zip(batch, done)],
+                           self.answer_tokens)
+        share = ((t1 - t0) / len(batch), (time.perf_counter() - t1) / len(batch))
+        for d, (_, stats), a in zip(batch, done, answers):
+            events += d.pipeline.answered(d, stats, a, share)
         return events
 
     def _finish(self, s: _Session):

@@ -84,16 +84,15 @@ def window_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
     if not per:
         return {}
 
-    def counts(rows):
-        got = np.array([p >= threshold for p, _ in rows])
-        truth = np.array([y for _, y in rows])
+    def counts(p, truth):  # tp, fp, fn
+        got = p >= threshold
         return int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())
 
-    out = {**prf(*counts([r for rows in per.values() for r in rows])), "per_question": {}}
-    for t, rows in sorted(per.items()):
-        truth = np.array([y for _, y in rows])
-        out["per_question"][t] = {**prf(*counts(rows)), "support": len(rows), "positive": int(truth.sum()),
-                                  "auc": auc(np.array([p for p, _ in rows]), truth),
+    arrays = {t: (np.array([p for p, _ in rows]), np.array([y for _, y in rows])) for t, rows in sorted(per.items())}
+    out = {**prf(*counts(*map(np.concatenate, zip(*arrays.values())))), "per_question": {}}
+    for t, (p, truth) in arrays.items():
+        out["per_question"][t] = {**prf(*counts(p, truth)), "support": len(p), "positive": int(truth.sum()),
+                                  "auc": auc(p, truth),
                                   "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
     ranked = [q["auc"] for q in out["per_question"].values() if q["auc"] is not None]
     out["auc"] = float(np.mean(ranked)) if ranked else None  # mean over question types, each counting once

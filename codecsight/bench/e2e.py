@@ -157,8 +157,8 @@ def clip_prefix(path: str, seconds: float) -> str:
 
 
 def print_table(result: dict):
-    head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} " \
-           f"{'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
+    head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} " \
+           f"{'LLM':>6s} {'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
     print(head)
     print("-" * len(head))
     for r in result["rows"]:

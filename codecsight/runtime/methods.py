@@ -47,20 +47,22 @@ class Method:
             raise ConfigError(f"{self.name}: retention must be in (0, 1], got {self.retention}")
 
 
+# CodecSight's default: codec-guided pruning before the ViT, the changed tokens encoded in the context of the
+# cached keys of their whole frame, unchanged tokens left out of the LLM's window (each window still holds a
+# full encoding: the plan's refresh), KV reuse with codec-guided refresh. With the session-5 reference model,
+# context encoding lost 0.8 F1 points less than isolated encoding at 1.07x its FLOPs on the seed-1 held-out
+# split, and dropping costs 0.62 of the FLOPs of substituting cached embeddings (`codecsight-cached`) at
+# equal F1 there (README).
+CODECSIGHT = Method("codecsight", select="codec", vit_mode="context", grid="dropped", kv_policy=DEFAULT_POLICY,
+                    kv_budget=DEFAULT_BUDGET)
+
 METHODS = {
     "full": Method("full"),
-    # CodecSight's default: codec-guided pruning before the ViT, the changed tokens encoded in the context of the
-    # cached keys of their whole frame, unchanged tokens left out of the LLM's window (each window still holds a
-    # full encoding: the plan's refresh), KV reuse with codec-guided refresh. With the session-5 reference model,
-    # context encoding lost 0.8 F1 points less than isolated encoding at 1.07x its FLOPs on the seed-1 held-out
-    # split, and dropping costs 0.62 of the FLOPs of substituting cached embeddings (`codecsight-cached`) at
-    # equal F1 there (README).
-    "codecsight": Method("codecsight", select="codec", vit_mode="context", grid="dropped", kv_policy=DEFAULT_POLICY,
-                         kv_budget=DEFAULT_BUDGET),
-    "codecsight-cached": Method("codecsight-cached", select="codec", vit_mode="context", kv_policy=DEFAULT_POLICY,
-                                kv_budget=DEFAULT_BUDGET),
-    # pruning only, every token reaches the LLM
-    "codecsight-vit": Method("codecsight-vit", select="codec", vit_mode="context"),
+    "codecsight": CODECSIGHT,
+    # its ablations: the same choices but those named, so a change to the default reaches them
+    "codecsight-cached": replace(CODECSIGHT, name="codecsight-cached", grid="cached"),
+    "codecsight-vit": replace(CODECSIGHT, name="codecsight-vit", grid="cached", kv_policy="full",
+                              kv_budget=0.0),  # pruning only, every token reaches the LLM
     "codecsight-kv": Method("codecsight-kv", kv_policy=DEFAULT_POLICY, kv_budget=DEFAULT_BUDGET),  # KV reuse only
     "pixel": Method("pixel", select="pixel"),
     "uniform": Method("uniform", select="uniform", retention=0.5, grid="dropped"),

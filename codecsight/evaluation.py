@@ -74,26 +74,36 @@ def auc(p: np.ndarray, truth: np.ndarray) -> float | None:
 def window_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
     """answers: (video stem, start rounded to 0.01 s, question) -> P(Yes). Unanswered windows count as No.
     Per question type, besides F1: its AUC, and the F1 of answering Yes to every window (what a model that learned
-    only how often the answer is Yes can reach)."""
-    per: dict[str, list[tuple[float, bool]]] = {}
+    only how often the answer is Yes can reach). The same per question text under "questions": a type's mean can
+    hide one question the model does not answer at all."""
+    per: dict[tuple[str, str], list[tuple[float, bool]]] = {}
     for r in labels:
         if "start" not in r:
             continue
         p = answers.get((_stem(r["video"]), round(r["start"], 2), r["question"]), 0.0)
-        per.setdefault(r.get("type", "all"), []).append((p, r["answer"] == "Yes"))
+        per.setdefault((r.get("type", "all"), r["question"]), []).append((p, r["answer"] == "Yes"))
     if not per:
         return {}
 
-    def counts(p, truth):  # tp, fp, fn
-        got = p >= threshold
-        return int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())
+    def arrays(key):  # group name -> (P(Yes), truth)
+        rows: dict[str, list[tuple[float, bool]]] = {}
+        for k, v in per.items():
+            rows.setdefault(key(k), []).extend(v)
+        return {g: (np.array([p for p, _ in v]), np.array([y for _, y in v])) for g, v in sorted(rows.items())}
 
-    arrays = {t: (np.array([p for p, _ in rows]), np.array([y for _, y in rows])) for t, rows in sorted(per.items())}
-    out = {**prf(*counts(*map(np.concatenate, zip(*arrays.values())))), "per_question": {}}
-    for t, (p, truth) in arrays.items():
-        out["per_question"][t] = {**prf(*counts(p, truth)), "support": len(p), "positive": int(truth.sum()),
-                                  "auc": auc(p, truth),
-                                  "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
+    def scores(p, truth):
+        got = p >= threshold
+        return {**prf(int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())),
+                "support": len(p), "positive": int(truth.sum()), "auc": auc(p, truth),
+                "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
+
+    by_type = arrays(lambda k: k[0])
+    every = scores(*map(np.concatenate, zip(*by_type.values())))
+    out = {k: every[k] for k in ("precision", "recall", "f1")}
+    out["per_question"] = {t: scores(p, truth) for t, (p, truth) in by_type.items()}
+    type_of = {q: t for t, q in per}
+    out["questions"] = {q: {"type": type_of[q], **scores(p, truth)}
+                        for q, (p, truth) in arrays(lambda k: k[1]).items()}
     ranked = [q["auc"] for q in out["per_question"].values() if q["auc"] is not None]
     out["auc"] = float(np.mean(ranked)) if ranked else None  # mean over question types, each counting once
     return out
@@ -212,6 +222,11 @@ def run(args) -> int:
         ranked = f"  AUC {q['auc']:.3f}  (answering Yes always: F1 {q['always_yes_f1']:.3f})" \
             if q.get("auc") is not None else ""
         print(f"  {t:12s} F1 {q['f1']:.3f}  support {q['support']}{ranked}")
+        mine = {k: v for k, v in result.get("questions", {}).items() if v["type"] == t}
+        if len(mine) > 1:  # a type's mean can hide one question the model does not answer
+            for text, v in mine.items():
+                ranked = f"  AUC {v['auc']:.3f}" if v["auc"] is not None else ""
+                print(f"    {text:38s} F1 {v['f1']:.3f}  support {v['support']}{ranked}")
     for name, err in result["failed"].items():
         print(f"  stream {name} failed: {err}")
     write_json(args.json, result)

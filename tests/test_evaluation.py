@@ -27,6 +27,22 @@ def test_window_and_video_scores_by_hand():
     assert (t["auc"], t["positive"], t["always_yes_f1"]) == (1.0, 1, pytest.approx(2 / 3))
 
 
+def test_per_question_scores_show_what_a_type_mean_hides():
+    """Two questions of one type: one ranked perfectly, one backwards. The type reads middling; each question
+    reads as it is, and the type's counts are the sum of its questions'."""
+    labels = [{"video": "a.mp4", "start": float(s), "question": q, "type": "kind", "answer": a}
+              for q in ("Is there a car?", "Is there a ball?") for s, a in ((0, "Yes"), (2, "No"))]
+    answers = {("a", 0.0, "Is there a car?"): 0.9, ("a", 2.0, "Is there a car?"): 0.1,
+               ("a", 0.0, "Is there a ball?"): 0.2, ("a", 2.0, "Is there a ball?"): 0.7}
+    w = window_scores(labels, answers, 0.5)
+    car, ball = w["questions"]["Is there a car?"], w["questions"]["Is there a ball?"]
+    assert (car["auc"], car["f1"], car["type"]) == (1.0, 1.0, "kind")
+    assert (ball["auc"], ball["f1"], ball["type"]) == (0.0, 0.0, "kind")
+    kind = w["per_question"]["kind"]  # Yes 0.9, 0.2 against No 0.1, 0.7: 3 of 4 pairs
+    assert kind["auc"] == 0.75 and kind["support"] == car["support"] + ball["support"] == 4
+    assert kind["f1"] == pytest.approx(0.5) and w["f1"] == kind["f1"]
+
+
 def test_auc_counts_ordered_pairs_and_half_ties():
     p = np.array([0.3, 0.3, 0.8, 0.1, 0.5])
     y = np.array([True, False, False, True, True])  # Yes 0.3, 0.1, 0.5 against No 0.3, 0.8

@@ -127,7 +127,11 @@ def test_colour_transform_keeps_shape_and_changes_colour():
     assert np.allclose(colour_transform(2 * np.pi / 3) @ red, [0, 255, 0])
     assert np.allclose(colour_transform(1.0, 0.5, 1.3) @ grey, 1.3 * grey)  # greys are only brightened
     assert np.allclose(GREY @ colour_transform(-2.0, 0.3, 0.9), 0.9 * GREY)
-    for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"]):
+
+
+def test_absurd_training_shares_are_refused():
+    for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
+                ["--pruned", "-0.2"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

@@ -11,9 +11,9 @@ stop token over the whole vocabulary, and per-token targets from the scene (targ
 first (--curriculum), and some windows are shown in grey levels (--grey) or recoloured (--recolour: hue turned,
 saturation and brightness scaled) without their colour questions.
 
-Pruned inputs are made in distribution with the stream's real change map and token plan: in 30% of the windows
-the tokens the plan would not re-encode take the embedding of their last encoding (the runtime's `cached` grid),
-in 30% they are left out (`dropped`), in 40% every token is fresh. Checkpoints go to --out every few minutes; the same command resumes.
+Pruned inputs are made in distribution with the stream's real change map and token plan: in a share of the
+windows (--pruned, 0.6) the tokens the plan would not re-encode take the embedding of their last encoding (the
+runtime's `cached` grid) in one half and are left out (`dropped`) in the other; in the rest every token is fresh. Checkpoints go to --out every few minutes; the same command resumes.
 """
 from __future__ import annotations
 
@@ -243,6 +243,8 @@ def main(argv=None) -> int:
     p.add_argument("--grey", type=float, default=0.25, help="share of windows shown in grey levels")
     p.add_argument("--recolour", type=float, default=0.0, help="share of windows recoloured (hue turned, saturation "
                    "0.2-1.2 and brightness 0.8-1.4 times): kind must then be told by shape")
+    p.add_argument("--pruned", type=float, default=0.6, help="share of windows shown as the codec plan prunes them "
+                   "(half with cached, half with dropped tokens); 0: every window at full compute")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
@@ -253,6 +255,8 @@ def main(argv=None) -> int:
     if not (0 <= args.grey and 0 <= args.recolour and args.grey + args.recolour <= 1):
         p.error(f"--grey and --recolour are shares of the windows: each >= 0, together <= 1 "
                 f"(got {args.grey} and {args.recolour})")
+    if not 0 <= args.pruned <= 1:
+        p.error(f"--pruned is a share of the windows, within [0, 1] (got {args.pruned})")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
@@ -328,7 +332,7 @@ def main(argv=None) -> int:
                 tint = colour_transform(random.uniform(-np.pi, np.pi), random.uniform(0.2, 1.2),
                                         random.uniform(0.8, 1.4))
             blind = tint is not None
-            pruning = random.choices(PRUNING, (0.4, 0.3, 0.3))[0]
+            pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned / 2, args.pruned / 2))[0]
             if pruning == "dropped" and ex.length < RUNTIME["window"]:
                 # a dropped window holds what does not move only if the plan's periodic full encoding falls
                 # inside it, which the runtime's window guarantees and a short one does not

@@ -1,5 +1,6 @@
 """The streaming runtime end to end on tiny random-weight models (real classes) and generated clips."""
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,10 @@ from tiny import tiny_vlm
 
 from codecsight.errors import ConfigError
 from codecsight.flops import count_flops, prefill_work
+from codecsight.plan import PlanConfig
+from codecsight.prefill.engine import DEFAULT_BUDGET
 from codecsight.runtime import Engine, Question, method
+from codecsight.signals import ChangeRule
 
 HW = (112, 168)  # 4 x 6 tokens of 28 px
 Q = Question("is there a red object ?", window=8, stride=2)
@@ -120,6 +124,22 @@ def test_baselines_run_on_the_same_path(adapter, clip8s):
     # stc: a full reference every 2 patches, 25% of the tokens (6 of 24) in between
     assert counters["stc"].tokens_encoded == 4 * 24 + 4 * 6
     assert counters["reuse-none"].llm_flops < counters["cacheblend"].llm_flops < counters["full"].llm_flops
+
+
+def test_method_knobs_reach_the_change_rule_and_the_plan():
+    m = method("codecsight:pixel_tau=4,refresh_every=none,budget=0.5,sticky=true,kv_budget=0.3")
+    assert (m.rule.pixel_tau, m.plan.refresh_every, m.plan.budget, m.plan.sticky, m.kv_budget) == (4.0, None, 0.5,
+                                                                                                  True, 0.3)
+    assert m.name == "codecsight:pixel_tau=4,refresh_every=none,budget=0.5,sticky=true,kv_budget=0.3"
+    # everything else stays the default's
+    assert replace(m, name="codecsight", rule=ChangeRule(), plan=PlanConfig(), kv_budget=DEFAULT_BUDGET) == \
+        method("codecsight")
+    assert method("evs:post=none").post is None
+    for bad, why in [("codecsight:pixel_tau=300", "pixel_tau"), ("codecsight:refresh_every=2.5", "refresh_every"),
+                     ("codecsight:sticky=yes", "true or false"), ("codecsight:budget=2", "budget"),
+                     ("codecsight:rule=x", "unknown knob"), ("codecsight:pixel_tau=none", "pixel_tau")]:
+        with pytest.raises(ConfigError, match=why):
+            method(bad)
 
 
 def test_bad_configuration_is_refused(adapter):

@@ -75,19 +75,36 @@ METHODS = {
 
 
 def method(spec: str) -> Method:
-    """A method by name, with optional knobs: "codecsight:kv_budget=0.2,vit_mode=context"."""
+    """A method by name, with optional knobs: "codecsight:kv_budget=0.2,vit_mode=context". A knob names a field of
+    the Method, of its change rule (e.g. pixel_tau=4) or of its token plan (e.g. refresh_every=4, budget=none)."""
     name, _, knobs = spec.partition(":")
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r} (one of {', '.join(METHODS)})")
     m = METHODS[name]
     for knob in filter(None, knobs.split(",")):
         key, _, value = knob.partition("=")
-        if key not in Method.__dataclass_fields__ or key in ("name", "rule", "plan"):
+        for part in (None, "rule", "plan"):
+            owner = getattr(m, part) if part else m
+            if key in owner.__dataclass_fields__ and key not in ("name", "rule", "plan"):
+                break
+        else:
             raise ConfigError(f"{name}: unknown knob {key!r}")
-        current = getattr(m, key)
-        try:
-            value = type(current)(value) if current is not None else value
-        except ValueError as e:
-            raise ConfigError(f"{name}: bad value for {key}: {value!r}") from e
-        m = replace(m, **{key: value}, name=spec)
+        value = _parse(name, key, value, owner.__dataclass_fields__[key].type)
+        changed = replace(owner, **{key: value})  # the owner's own checks run here
+        m = replace(m, **({part: changed} if part else {key: value}), name=spec)
     return m
+
+
+def _parse(name: str, key: str, value: str, kind: str):
+    """A knob's text as its field's type; `kind` is the field's annotation, e.g. "float | None"."""
+    if value.lower() == "none" and "None" in kind:
+        return None
+    kind = kind.split("|")[0].strip()
+    if kind == "bool":
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"{name}: {key} must be true or false, got {value!r}")
+        return value.lower() == "true"
+    try:
+        return {"int": int, "float": float}.get(kind, str)(value)
+    except ValueError as e:
+        raise ConfigError(f"{name}: bad value for {key}: {value!r}") from e

@@ -188,12 +188,23 @@ def draw(rows: list[dict], path: str):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for i, r in enumerate(sorted(rows, key=lambda r: (r["flops_fraction"], r["f1"]))):
+    for r in rows:
         ours = r["method"].startswith("codecsight")
         ax.scatter(r["flops_fraction"], r["f1"], s=60 if ours else 40, marker="o" if ours else "s",
                    color="tab:red" if ours else "tab:blue" if r["method"] != "full" else "black")
-        ax.annotate(r["method"], (r["flops_fraction"], r["f1"]), fontsize=7, xytext=(5, (-10, 4, 14)[i % 3]),
-                    textcoords="offset points")  # neighbours' labels on three levels: they crowd near full
+    fig.canvas.draw()  # fixes the limits, so label boxes can be placed in points
+    placed = []  # label boxes (left, bottom, width) in points; every box is 8 points high
+    for r in sorted(rows, key=lambda r: (r["flops_fraction"], r["f1"])):
+        x, y = ax.transData.transform((r["flops_fraction"], r["f1"])) * 72 / fig.dpi
+        w = 3.9 * len(r["method"])  # a 7-pt label's width
+        # the first offset whose box overlaps no label placed before: methods crowd near full and near CodecSight
+        offsets = [(5, 4), (5, -10), (5, 14), (5, -20), (-w - 5, 4), (-w - 5, -10), (5, 24), (5, -30)]
+        free = [(dx, dy) for dx, dy in offsets if not any(
+            x + dx < px + pw and px < x + dx + w and abs(y + dy - py) < 8 for px, py, pw in placed)]
+        dx, dy = (free or offsets)[0]
+        placed.append((x + dx, y + dy, w))
+        ax.annotate(r["method"], (r["flops_fraction"], r["f1"]), fontsize=7, xytext=(dx, dy),
+                    textcoords="offset points")
     ax.set_xlabel("FLOPs fraction of full compute (ViT + LLM prefill)")
     ax.set_ylabel("window-level F1 (held-out synthetic streams)")
     ax.set_title("CodecSight (red) against peers (blue)")

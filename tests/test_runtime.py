@@ -135,6 +135,7 @@ def test_method_knobs_reach_the_change_rule_and_the_plan():
     assert replace(m, name="codecsight", rule=ChangeRule(), plan=PlanConfig(), kv_budget=DEFAULT_BUDGET) == \
         method("codecsight")
     assert method("evs:post=none").post is None
+    assert method("codecsight:sticky=true,sticky=false").plan.sticky is False
     for bad, why in [("codecsight:pixel_tau=300", "pixel_tau"), ("codecsight:refresh_every=2.5", "refresh_every"),
                      ("codecsight:sticky=yes", "true or false"), ("codecsight:budget=2", "budget"),
                      ("codecsight:rule=x", "unknown knob"), ("codecsight:pixel_tau=none", "pixel_tau")]:

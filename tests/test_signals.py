@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from clips import scene, shared_clip
 
+from codecsight.errors import ConfigError
 from codecsight.geometry import QWEN2_5_VL, QWEN3_VL, BlockToTokenMap, footprint_ranges
 from codecsight.signals import ChangeMap, ChangeRule, DecodeOptions, Sampling, read_signals, sample_frames
 from codecsight.signals.changemap import luma, token_mean_abs_diff
@@ -192,6 +193,33 @@ def test_token_mean_abs_diff_subset_equals_full():
     mask[0, 1] = False
     part = token_mean_abs_diff(a, b, 28, mask)
     assert part[0, 1] == 0 and np.allclose(part[mask], full[mask])
+    worst = token_mean_abs_diff(a, b, 28, sub=4)  # the masked path scores sub-blocks as the full one does
+    assert np.allclose(token_mean_abs_diff(a, b, 28, mask, sub=4)[mask], worst[mask]) and (worst > full).all()
+
+
+def test_sub_blocks_catch_a_small_object_the_token_mean_averages_away():
+    """A 7x7 px object moving within one 28 px token changes 49 of its 784 pixels by 80 grey levels: the token
+    mean is 5 (under the 6 of the default rule), the worst 7 px sub-block's mean is 80."""
+    a = np.zeros((56, 56), np.float32)
+    b = a.copy()
+    b[35:42, 7:14] = 80
+    assert token_mean_abs_diff(a, b, 28)[1, 0] == 5.0
+    assert token_mean_abs_diff(a, b, 28, sub=4)[1, 0] == 80.0
+    assert token_mean_abs_diff(a, b, 28, sub=2)[1, 0] == 20.0  # 49 of a 14 px block's 196 pixels
+    sig = lambda i: FrameSignal(i, i * 0.5, "I" if i == 0 else "P", i == 0, 10, 32, 32,
+                                np.full((2, 2), 5.0, np.float32), np.zeros((2, 2, 2), np.float32),
+                                np.full((2, 2), True))
+    for sub, flagged in [(1, False), (4, True)]:
+        cmap = ChangeMap(QWEN2_5_VL, (56, 56), ChangeRule(pixel_tau=6.0, sub_blocks=sub))
+        cmap.update(SampledFrame(sig(0), np.zeros((56, 56, 3), np.uint8)))
+        rgb = np.zeros((56, 56, 3), np.uint8)
+        rgb[35:42, 7:14] = 80
+        change = cmap.update(SampledFrame(sig(1), rgb))
+        assert change.changed.tolist() == [[False, False], [flagged, False]]
+    with pytest.raises(ConfigError, match="does not divide"):
+        ChangeMap(QWEN2_5_VL, (56, 56), ChangeRule(sub_blocks=3))
+    with pytest.raises(ConfigError, match="sub_blocks"):
+        ChangeRule(sub_blocks=0)
 
 
 @pytest.mark.skipif(not os.path.exists(shared_clip("car")), reason="shared clips not present")

@@ -166,7 +166,7 @@ class StreamPipeline:
             prev, self._prev_luma = self._prev_luma, y
             if prev is None:
                 return None
-            return token_mean_abs_diff(y, prev, self.geometry.token_px) > m.rule.pixel_tau
+            return token_mean_abs_diff(y, prev, self.geometry.token_px, sub=m.rule.sub_blocks) > m.rule.pixel_tau
         if m.select == "stc":
             return self._stc(rgb)
         if m.select == "uniform":  # whole temporal patches at the retention rate

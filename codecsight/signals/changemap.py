@@ -5,8 +5,9 @@ Rule (two stages, cheap on native camera encodes):
    intra-coded or moved by at least `mv_px`; a token is a candidate if any macroblock under its footprint is.
    Native encoders put noise vectors and intra blocks on static noisy areas, so candidates are generous
    (high recall, poor precision): a token without any codec evidence is skipped with no pixel work at all.
-2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels exceeds
-   `pixel_tau` grey levels against the previous sample (what changed since we last looked) or against the pixels
+2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels (with
+   `sub_blocks` > 1: of its worst sub-block, so that a small object moving within a token is not averaged away)
+   exceeds `pixel_tau` grey levels against the previous sample (what changed since we last looked) or against the pixels
    it had when it was last encoded (slow drift must not accumulate unseen under a cached embedding).
 Frames without per-block data (HEVC without libde265, damaged GOPs), the first frame and a resolution change are
 full: every token changes. Key frames are not full here: native cameras send one every 1-2 s, and their blocks are
@@ -32,30 +33,35 @@ class ChangeRule:
     intra: bool = True  # ... or was intra-coded: a missing vector is not low motion
     pixel_tau: float = 6.0  # mean |dY| (grey levels) against the last encoded pixels that counts as change
     verify: bool = True  # False: codec candidates are the decision (no pixel work)
+    sub_blocks: int = 1  # score a token by the worst of its sub_blocks x sub_blocks blocks (1: the whole token)
 
     def __post_init__(self):
         if not 0 <= self.mv_px <= 1024:
             raise ConfigError(f"mv_px must be within [0, 1024] px, got {self.mv_px}")
         if not 0 <= self.pixel_tau <= 255:
             raise ConfigError(f"pixel_tau must be within [0, 255] grey levels, got {self.pixel_tau}")
+        if not (isinstance(self.sub_blocks, int) and self.sub_blocks >= 1):
+            raise ConfigError(f"sub_blocks must be a positive int, got {self.sub_blocks}")
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ _LUMA
 
 
-def token_mean_abs_diff(a: np.ndarray, b: np.ndarray, token_px: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Mean |a - b| per token of two (H, W) planes; with `mask`, only the masked tokens are computed (0 elsewhere)."""
-    rows, cols = a.shape[0] // token_px, a.shape[1] // token_px
+def token_mean_abs_diff(a: np.ndarray, b: np.ndarray, token_px: int, mask: np.ndarray | None = None,
+                        sub: int = 1) -> np.ndarray:
+    """Mean |a - b| per token of two (H, W) planes, of the token's worst sub x sub block (sub=1: the whole token);
+    with `mask`, only the masked tokens are computed (0 elsewhere)."""
+    rows, cols, s = a.shape[0] // token_px, a.shape[1] // token_px, token_px // sub
     if mask is None:
-        d = np.abs(a - b).reshape(rows, token_px, cols, token_px)
-        return d.mean(axis=(1, 3))
+        d = np.abs(a - b).reshape(rows, sub, s, cols, sub, s)
+        return d.mean(axis=(2, 5)).max(axis=(1, 3))
     out = np.zeros((rows, cols), np.float32)
     r, c = np.nonzero(mask)
     if len(r):
         ta = a.reshape(rows, token_px, cols, token_px)[r, :, c, :]
         tb = b.reshape(rows, token_px, cols, token_px)[r, :, c, :]
-        out[r, c] = np.abs(ta - tb).mean(axis=(1, 2))
+        out[r, c] = np.abs(ta - tb).reshape(len(r), sub, s, sub, s).mean(axis=(2, 4)).max(axis=(1, 2))
     return out
 
 
@@ -66,6 +72,8 @@ class ChangeMap:
         self.geometry = geometry
         self.input_hw = input_hw
         self.grid = geometry.grid(*input_hw)
+        if geometry.token_px % rule.sub_blocks:
+            raise ConfigError(f"sub_blocks {rule.sub_blocks} does not divide the {geometry.token_px} px token")
         self.rule = rule
         self._map: BlockToTokenMap | None = None
         self._map_hw: tuple[int, int] | None = None
@@ -110,9 +118,10 @@ class ChangeMap:
             self.partial_tokens += rows * cols
             if self.rule.verify and y is not None:
                 self.candidates += int(cand.sum())
-                score = token_mean_abs_diff(y, self._ref, self.geometry.token_px, cand)
+                t, sub = self.geometry.token_px, self.rule.sub_blocks
+                score = token_mean_abs_diff(y, self._ref, t, cand, sub)
                 if prev is not None and prev.shape == y.shape:
-                    score = np.maximum(score, token_mean_abs_diff(y, prev, self.geometry.token_px, cand))
+                    score = np.maximum(score, token_mean_abs_diff(y, prev, t, cand, sub))
                 changed = score > self.rule.pixel_tau
                 self._encoded(y, changed)
             else:

@@ -217,7 +217,7 @@ def test_sub_blocks_catch_a_small_object_the_token_mean_averages_away():
         change = cmap.update(SampledFrame(sig(1), rgb))
         assert change.changed.tolist() == [[False, False], [flagged, False]]
     with pytest.raises(ConfigError, match="does not divide"):
-        ChangeMap(QWEN2_5_VL, (56, 56), ChangeRule(sub_blocks=3))
+        token_mean_abs_diff(a, b, 28, sub=3)
     with pytest.raises(ConfigError, match="sub_blocks"):
         ChangeRule(sub_blocks=0)
 

@@ -52,6 +52,8 @@ def token_mean_abs_diff(a: np.ndarray, b: np.ndarray, token_px: int, mask: np.nd
                         sub: int = 1) -> np.ndarray:
     """Mean |a - b| per token of two (H, W) planes, of the token's worst sub x sub block (sub=1: the whole token);
     with `mask`, only the masked tokens are computed (0 elsewhere)."""
+    if token_px % sub:
+        raise ConfigError(f"sub_blocks {sub} does not divide the {token_px} px token")
     rows, cols, s = a.shape[0] // token_px, a.shape[1] // token_px, token_px // sub
     if mask is None:
         d = np.abs(a - b).reshape(rows, sub, s, cols, sub, s)
@@ -72,8 +74,6 @@ class ChangeMap:
         self.geometry = geometry
         self.input_hw = input_hw
         self.grid = geometry.grid(*input_hw)
-        if geometry.token_px % rule.sub_blocks:
-            raise ConfigError(f"sub_blocks {rule.sub_blocks} does not divide the {geometry.token_px} px token")
         self.rule = rule
         self._map: BlockToTokenMap | None = None
         self._map_hw: tuple[int, int] | None = None

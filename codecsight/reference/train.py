@@ -13,7 +13,8 @@ saturation and brightness scaled) without their colour questions.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in a share of the
 windows (--pruned, 0.6) the tokens the plan would not re-encode take the embedding of their last encoding (the
-runtime's `cached` grid) in one half and are left out (`dropped`) in the other; in the rest every token is fresh. Checkpoints go to --out every few minutes; the same command resumes.
+runtime's `cached` grid) in one half and are left out (`dropped`) in the other; in the rest every token is fresh.
+Checkpoints go to --out every few minutes; the same command resumes.
 """
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ import torch
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
-from codecsight.reference.train import GREY, Example, Stream, colour_transform, main, save, window_forward
+from codecsight.reference.targets import CLASSES
+from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, main, save,
+                                       target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
@@ -131,9 +133,25 @@ def test_colour_transform_keeps_shape_and_changes_colour():
 
 def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
-                ["--pruned", "-0.2"]):
+                ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
+
+
+def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():
+    """Natural colours: colour, events and (by default) kind are asked; with --kind-from-shape kind and position are
+    not, in answers and in per-token targets. Grey or recoloured: colour is not asked, kind is, weighted by class
+    balance."""
+    types, answers = ["colour", "kind", "position", "enter"], [1, 1, 0, 1]
+    pos = {"colour": 2.0, "kind": 3.0, "position": 4.0, "enter": 1.5}
+    assert answer_weights(types, answers, pos, blind=False).tolist() == [2.0, 3.0, 1.0, 1.5]
+    assert answer_weights(types, answers, pos, blind=False, kind_from_shape=True).tolist() == [2.0, 0.0, 0.0, 1.5]
+    for shape in (False, True):
+        assert answer_weights(types, answers, pos, blind=True, kind_from_shape=shape).tolist() == [0.0, 3.0, 1.0, 1.5]
+    on = lambda mask: {c for c, m in zip(CLASSES, mask.tolist()) if m}
+    assert on(target_mask(False)) == set(CLASSES)
+    assert on(target_mask(False, True)) == {"red", "green", "blue", "yellow", "white", "purple", "moving", "fallen"}
+    assert on(target_mask(True, True)) == on(target_mask(True)) == {"person", "box", "ball", "car", "moving", "fallen"}
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")), reason="not trained yet")

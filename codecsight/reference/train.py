@@ -9,7 +9,8 @@ shared prefix (the frames are run once per window, the questions as a batch on i
 "Yes"/"No" logits of the answer token, class-balanced per question type, a weak loss on the answer word and the
 stop token over the whole vocabulary, and per-token targets from the scene (targets.py). Shorter windows come
 first (--curriculum), and some windows are shown in grey levels (--grey) or recoloured (--recolour: hue turned,
-saturation and brightness scaled) without their colour questions.
+saturation and brightness scaled) without their colour questions; with --kind-from-shape only those windows are
+asked about kind and position.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in a share of the
 windows (--pruned, 0.6) the tokens the plan would not re-encode take the embedding of their last encoding (the
@@ -39,7 +40,7 @@ from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeMap, Sampling, sample_frames
 from codecsight.synth.labels import window_labels
-from codecsight.synth.scene import COLOURS, scene_from_json
+from codecsight.synth.scene import COLOURS, KINDS, scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
 
 
@@ -147,6 +148,24 @@ def colour_transform(hue: float = 0.0, saturation: float = 1.0, gain: float = 1.
 GREY = colour_transform(saturation=0.0)
 
 
+SHAPE_TYPES = ("kind", "position")  # question types about what an object is, which its colour must not answer
+
+
+def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, float], blind: bool,
+                   kind_from_shape: bool = False) -> torch.Tensor:
+    """Weight of each question's answer loss: a positive weighs its type's class balance. A window whose colours
+    were taken away (blind: grey or recoloured) is not asked about colour; with kind_from_shape, only such a window
+    is asked about kind and position, so that a natural colour never counts as evidence for or against a kind."""
+    return torch.tensor([0.0 if (blind and t == "colour") or (kind_from_shape and not blind and t in SHAPE_TYPES)
+                         else pos_weight[t] if a else 1.0 for a, t in zip(answers, types)])
+
+
+def target_mask(blind: bool, kind_from_shape: bool = False) -> torch.Tensor:
+    """Which per-token targets (CLASSES) a window trains, by the rule of `answer_weights`."""
+    return torch.tensor([not ((blind and c in COLOURS) or (kind_from_shape and not blind and c in KINDS))
+                         for c in CLASSES], dtype=torch.float32)
+
+
 PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the codec plan does not re-encode
 
 
@@ -244,6 +263,9 @@ def main(argv=None) -> int:
     p.add_argument("--grey", type=float, default=0.25, help="share of windows shown in grey levels")
     p.add_argument("--recolour", type=float, default=0.0, help="share of windows recoloured (hue turned, saturation "
                    "0.2-1.2 and brightness 0.8-1.4 times): kind must then be told by shape")
+    p.add_argument("--kind-from-shape", action="store_true", help="ask kind and position (and train the kind "
+                   "targets) only in grey or recoloured windows: in natural colours each kind comes in a few colours "
+                   "only, and the model learns colour as evidence against a kind (a green ball is no ball)")
     p.add_argument("--pruned", type=float, default=0.6, help="share of windows shown as the codec plan prunes them "
                    "(half with cached, half with dropped tokens); 0: every window at full compute")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
@@ -256,6 +278,9 @@ def main(argv=None) -> int:
     if not (0 <= args.grey and 0 <= args.recolour and args.grey + args.recolour <= 1):
         p.error(f"--grey and --recolour are shares of the windows: each >= 0, together <= 1 "
                 f"(got {args.grey} and {args.recolour})")
+    if args.kind_from_shape and args.grey + args.recolour == 0:
+        p.error("--kind-from-shape needs grey or recoloured windows (--grey, --recolour): only they are asked "
+                "about kind")
     if not 0 <= args.pruned <= 1:
         p.error(f"--pruned is a share of the windows, within [0, 1] (got {args.pruned})")
     torch.set_num_threads(args.threads)
@@ -340,8 +365,7 @@ def main(argv=None) -> int:
                 pruning = "cached"
             fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint)
             target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
-            weight = torch.tensor([0.0 if blind and t == "colour" else pos_weight[t] if a else 1.0
-                                   for a, t in zip(ex.answers, ex.types)])
+            weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape)
             loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
             answer_sum += loss.item() / args.batch
             # the answer word and then the end of the turn over the whole vocabulary, so that generated text
@@ -353,7 +377,7 @@ def main(argv=None) -> int:
             if args.aux:
                 first = ex.first // adapter.geometry.temporal
                 tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
-                seen = torch.tensor([not (blind and c in COLOURS) for c in CLASSES], dtype=torch.float32)
+                seen = target_mask(blind, args.kind_from_shape)
                 for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
                                       ("hidden", fwd.hidden, fwd.kept)):
                     loss = loss + args.aux * F.binary_cross_entropy_with_logits(

@@ -151,19 +151,25 @@ GREY = colour_transform(saturation=0.0)
 SHAPE_TYPES = ("kind", "position")  # question types about what an object is, which its colour must not answer
 
 
+def withheld(colour: bool, shape: bool, blind: bool, kind_from_shape: bool) -> bool:
+    """Whether a window is not asked a question (or not trained on a target) about colour or about what an object
+    is: a window whose colours were taken away (blind: grey or recoloured) is not asked about colour; with
+    kind_from_shape, only such a window is asked about kind and position, so that a natural colour never counts as
+    evidence for or against a kind."""
+    return (blind and colour) or (kind_from_shape and not blind and shape)
+
+
 def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, float], blind: bool,
                    kind_from_shape: bool = False) -> torch.Tensor:
-    """Weight of each question's answer loss: a positive weighs its type's class balance. A window whose colours
-    were taken away (blind: grey or recoloured) is not asked about colour; with kind_from_shape, only such a window
-    is asked about kind and position, so that a natural colour never counts as evidence for or against a kind."""
-    return torch.tensor([0.0 if (blind and t == "colour") or (kind_from_shape and not blind and t in SHAPE_TYPES)
+    """Weight of each question's answer loss: a positive weighs its type's class balance; 0 where `withheld`."""
+    return torch.tensor([0.0 if withheld(t == "colour", t in SHAPE_TYPES, blind, kind_from_shape)
                          else pos_weight[t] if a else 1.0 for a, t in zip(answers, types)])
 
 
 def target_mask(blind: bool, kind_from_shape: bool = False) -> torch.Tensor:
-    """Which per-token targets (CLASSES) a window trains, by the rule of `answer_weights`."""
-    return torch.tensor([not ((blind and c in COLOURS) or (kind_from_shape and not blind and c in KINDS))
-                         for c in CLASSES], dtype=torch.float32)
+    """Which per-token targets (CLASSES) a window trains: all but those `withheld`."""
+    return torch.tensor([not withheld(c in COLOURS, c in KINDS, blind, kind_from_shape) for c in CLASSES],
+                        dtype=torch.float32)
 
 
 PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the codec plan does not re-encode

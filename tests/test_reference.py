@@ -1,6 +1,7 @@
 """The reference VLM: real class and special ids, a tokenizer that covers every standing question, a weights file
 under 20 MB, and a training forward that is exactly the runtime's full-compute path."""
 import os
+import random
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
 from codecsight.reference.targets import CLASSES
-from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, main, save,
+from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint, main, save,
                                        target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
@@ -131,8 +132,24 @@ def test_colour_transform_keeps_shape_and_changes_colour():
     assert np.allclose(GREY @ colour_transform(-2.0, 0.3, 0.9), 0.9 * GREY)
 
 
+def test_recolouring_draws_its_shares_and_reaches_the_heldout_white():
+    """Grey and recoloured windows come in the shares asked for, and some recoloured training yellow looks like the
+    held-out white (within 12 grey levels per channel): no training person is light, a held-out one is white."""
+    from codecsight.synth.scene import COLOURS
+
+    rng = random.Random(0)
+    tints = [draw_tint(rng, 0.1, 0.7) for _ in range(4000)]
+    assert abs(sum(t is GREY for t in tints) / 4000 - 0.1) < 0.02
+    assert abs(sum(t is None for t in tints) / 4000 - 0.2) < 0.02
+    yellow, white = np.array(COLOURS["yellow"], float), np.array(COLOURS["white"], float)
+    near = [t for t in tints if t is not None and np.abs(np.clip(t @ yellow, 0, 255) - white).max() < 12]
+    assert len(near) >= 10
+    assert all(draw_tint(rng, 0.0, 0.0) is None for _ in range(100))
+
+
 def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
+                ["--end-loss", "-1"],
                 ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])

@@ -146,6 +146,22 @@ def colour_transform(hue: float = 0.0, saturation: float = 1.0, gain: float = 1.
 
 
 GREY = colour_transform(saturation=0.0)
+# Recolouring ranges. Saturation reaches 0 and brightness 1.6 so that a training object can look near-white (a
+# held-out person is white, and no training person is light): at saturation 0 and gain 1.5 yellow becomes (237,) * 3.
+RECOLOUR_SATURATION = (0.0, 1.2)
+RECOLOUR_GAIN = (0.8, 1.6)
+
+
+def draw_tint(rng: random.Random, grey: float, recolour: float) -> np.ndarray | None:
+    """A window's colour transform: grey levels with probability `grey`, a random recolouring with probability
+    `recolour`, else None (natural colours)."""
+    draw = rng.random()
+    if draw < grey:
+        return GREY
+    if draw < grey + recolour:
+        return colour_transform(rng.uniform(-np.pi, np.pi), rng.uniform(*RECOLOUR_SATURATION),
+                                rng.uniform(*RECOLOUR_GAIN))
+    return None
 
 
 SHAPE_TYPES = ("kind", "position")  # question types about what an object is, which its colour must not answer
@@ -268,7 +284,9 @@ def main(argv=None) -> int:
     p.add_argument("--curriculum-share", type=float, default=0.12)
     p.add_argument("--grey", type=float, default=0.25, help="share of windows shown in grey levels")
     p.add_argument("--recolour", type=float, default=0.0, help="share of windows recoloured (hue turned, saturation "
-                   "0.2-1.2 and brightness 0.8-1.4 times): kind must then be told by shape")
+                   "0-1.2 and brightness 0.8-1.6 times): kind must then be told by shape")
+    p.add_argument("--end-loss", type=float, default=0.1, help="weight of the loss over the whole vocabulary on the "
+                   "answer word and the end of the turn after it (what generated text reads)")
     p.add_argument("--kind-from-shape", action="store_true", help="ask kind and position (and train the kind "
                    "targets) only in grey or recoloured windows: in natural colours each kind comes in a few colours "
                    "only, and the model learns colour as evidence against a kind (a green ball is no ball)")
@@ -287,6 +305,8 @@ def main(argv=None) -> int:
     if args.kind_from_shape and args.grey + args.recolour == 0:
         p.error("--kind-from-shape needs grey or recoloured windows (--grey, --recolour): only they are asked "
                 "about kind")
+    if args.end_loss < 0:
+        p.error(f"--end-loss is a loss weight, >= 0 (got {args.end_loss})")
     if not 0 <= args.pruned <= 1:
         p.error(f"--pruned is a share of the windows, within [0, 1] (got {args.pruned})")
     torch.set_num_threads(args.threads)
@@ -357,12 +377,7 @@ def main(argv=None) -> int:
             # Every training person has one of a few colours, so colour is a shortcut to kind that fails on the
             # held-out combinations (a blue person): in some windows the colour is taken away or changed, and with
             # it the colour questions and targets, so that kind is learned from shape.
-            draw, tint = random.random(), None
-            if draw < args.grey:
-                tint = GREY
-            elif draw < args.grey + args.recolour:
-                tint = colour_transform(random.uniform(-np.pi, np.pi), random.uniform(0.2, 1.2),
-                                        random.uniform(0.8, 1.4))
+            tint = draw_tint(random, args.grey, args.recolour)
             blind = tint is not None
             pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned / 2, args.pruned / 2))[0]
             if pruning == "dropped" and ex.length < RUNTIME["window"]:
@@ -378,8 +393,9 @@ def main(argv=None) -> int:
             # reads "Yes"/"No" and stops; weak, so that the yes/no decision drives learning from the first step
             word = torch.tensor([yes if a else no for a in ex.answers])
             said = (weight > 0).float()
-            loss = loss + 0.1 * ((F.cross_entropy(fwd.answer, word, reduction="none") * said).sum() / said.sum()
-                                 + F.cross_entropy(fwd.end, torch.full_like(word, stop)))
+            loss = loss + args.end_loss * (
+                (F.cross_entropy(fwd.answer, word, reduction="none") * said).sum() / said.sum()
+                + F.cross_entropy(fwd.end, torch.full_like(word, stop)))
             if args.aux:
                 first = ex.first // adapter.geometry.temporal
                 tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)

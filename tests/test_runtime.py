@@ -273,3 +273,22 @@ def test_watch_on_a_shared_clip_with_the_reference_model(tmp_path, capsys):
     assert summary["codecsight"][2] == summary["full"][2] == str(windows)
     assert 0 < float(summary["codecsight"][4].rstrip("%")) < 100 == float(summary["full"][4].rstrip("%"))
     assert "agreement with full:" in out
+
+
+def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapter, clip8s):
+    """linger=k shows a token the plan did not re-encode by its last embedding for k patches after its last
+    encoding: the ViT encodes the same tokens, the LLM sees more of them the longer they linger, and when every token
+    lingers for the whole stream the window is exactly the cached-substitution one (same plan)."""
+    specs = ["codecsight:refresh_every=4,kv_policy=full", "codecsight:refresh_every=4,kv_policy=full,linger=1",
+             "codecsight:refresh_every=4,kv_policy=full,linger=64",
+             "codecsight-cached:refresh_every=4,kv_policy=full"]
+    events, reports = run(adapter, [clip8s], specs)
+    c = [reports[0].counters[s] for s in specs]
+    assert len({x.tokens_encoded for x in c}) == 1
+    assert c[0].tokens_llm == c[0].tokens_encoded < c[1].tokens_llm < c[2].tokens_llm == c[3].tokens_llm == c[3].tokens
+    p = {s: [e.p_yes for e in events if e.method == s] for s in specs}
+    assert p[specs[2]] == pytest.approx(p[specs[3]], abs=1e-6)
+    assert p[specs[0]] != pytest.approx(p[specs[1]], abs=1e-6)
+    for bad in ("codecsight-cached:linger=1", "codecsight:linger=-1", "codecsight:linger=1000"):
+        with pytest.raises(ConfigError, match="linger"):
+            method(bad)

@@ -170,7 +170,7 @@ class Engine:
             if not batch:
                 continue
             t0 = time.perf_counter()
-            patches = self.vits[m.name].encode([r for _, r in batch], full_grid=m.grid == "cached")
+            patches = self.vits[m.name].encode([r for _, r in batch], full_grid=m.grid == "cached" or m.linger > 0)
             share = (time.perf_counter() - t0) / len(batch)
             for (p, _), patch in zip(batch, patches):
                 due += p.encoded(patch, share)

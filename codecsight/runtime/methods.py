@@ -6,7 +6,9 @@ Every method runs on the same code path (one StreamPipeline), so comparisons dif
   patches dropped at a fixed rate), "stc" (STC's ViT cacher: a reference patch encoded in full every
   `stc_every` temporal patches, in between the `retention` share of tokens least similar to it);
 - after the ViT: `post` = None or "evs" (drop the tokens most similar to the same token of the previous patch);
-- what the LLM sees of tokens not encoded: `grid` = "cached" (their last embedding stands in) or "dropped";
+- what the LLM sees of tokens not encoded: `grid` = "cached" (their last embedding stands in) or "dropped"
+  (left out; with `linger` = k, still shown by their last embedding for k patches after their last encoding, so
+  that an object that stops is seen to stay);
 - the KV refresh policy and budget across windows (codecsight.prefill).
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Method:
     plan: PlanConfig = field(default_factory=PlanConfig)
     vit_mode: str = "isolated"
     grid: str = "cached"
+    linger: int = 0  # dropped grid: a token stays in the LLM input (its last embedding) this many patches after
     post: str | None = None
     retention: float = 1.0  # uniform / evs / stc: fraction of tokens kept
     stc_every: int = 2
@@ -43,6 +46,9 @@ class Method:
             raise ConfigError(f"{self.name}: grid must be 'cached' or 'dropped', got {self.grid!r}")
         if self.kv_policy not in POLICIES:
             raise ConfigError(f"{self.name}: KV policy {self.kv_policy!r} is not one of {POLICIES}")
+        if self.linger and (self.grid != "dropped" or not 0 < self.linger <= 64):
+            raise ConfigError(f"{self.name}: linger is a number of temporal patches (1-64) for grid 'dropped', "
+                              f"got {self.linger} with grid {self.grid!r}")
         if not 0 < self.retention <= 1:
             raise ConfigError(f"{self.name}: retention must be in (0, 1], got {self.retention}")
 
@@ -61,8 +67,7 @@ METHODS = {
     "codecsight": CODECSIGHT,
     # its ablations: the same choices but those named, so a change to the default reaches them
     "codecsight-cached": replace(CODECSIGHT, name="codecsight-cached", grid="cached"),
-    "codecsight-vit": replace(CODECSIGHT, name="codecsight-vit", grid="cached", kv_policy="full",
-                              kv_budget=0.0),  # pruning only, every token reaches the LLM
+    "codecsight-vit": replace(CODECSIGHT, name="codecsight-vit", kv_policy="full", kv_budget=0.0),  # no KV reuse
     "codecsight-kv": Method("codecsight-kv", kv_policy=DEFAULT_POLICY, kv_budget=DEFAULT_BUDGET),  # KV reuse only
     "pixel": Method("pixel", select="pixel"),
     "uniform": Method("uniform", select="uniform", retention=0.5, grid="dropped"),

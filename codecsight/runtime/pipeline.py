@@ -129,6 +129,7 @@ class StreamPipeline:
         self._prev_luma: np.ndarray | None = None
         self._stc_ref: np.ndarray | None = None
         self._prev_embeds: torch.Tensor | None = None
+        self._age = np.full(self.grid[0] * self.grid[1], 1 << 30)  # patches since each token was last encoded
         self._full_vit = count_flops(adapter.config, vision=vision_work(adapter.config, [np.ones(self.grid, bool)],
                                                                         context=False)).vit
 
@@ -216,9 +217,14 @@ class StreamPipeline:
         seconds = frames[0].signal.pts
         if self.method.post == "evs":
             return self._evs(patch, key, seconds)
-        if self.method.grid == "cached" and patch.full_embeds is not None:
-            return Segment(key, patch.full_embeds, Segment.full_coords(*self.grid), self.grid, seconds, anchor,
-                           changed=torch.from_numpy(ran), deepstack=patch.full_deepstack)
+        self._age = np.where(ran, 0, self._age + 1)
+        shown = self._age <= self.method.linger if self.method.grid == "dropped" else np.ones_like(ran)
+        if patch.full_embeds is not None and not np.array_equal(shown, ran):
+            index = torch.from_numpy(np.flatnonzero(shown))
+            on = index.to(patch.full_embeds.device)
+            return Segment(key, patch.full_embeds[on], Segment.full_coords(*self.grid)[index], self.grid, seconds,
+                           anchor, changed=torch.from_numpy(ran[shown]),
+                           deepstack=[d[on] for d in patch.full_deepstack] if patch.full_deepstack else None)
         return Segment.from_encoded(key, patch, seconds=seconds, anchor=anchor,
                                     changed=torch.ones(len(patch.token_index), dtype=torch.bool))
 

@@ -240,10 +240,10 @@ def test_dropped_grid_answers_every_window_even_when_nothing_moves(adapter, clip
     """With unchanged tokens dropped, a window holds what stands still only through a full encoding inside it:
     windows shorter than the plan's refresh period get one all the same (the first 2 s of the clip are static)."""
     short = Question("is there a red object ?", window=4, stride=2)
-    events, reports = run(adapter, [clip8s], ["full", "codecsight"], questions=(short,))
-    c, f = reports[0].counters["codecsight"], reports[0].counters["full"]
+    events, reports = run(adapter, [clip8s], ["full", "codecsight:linger=0"], questions=(short,))
+    c, f = reports[0].counters["codecsight:linger=0"], reports[0].counters["full"]
     assert c.windows == f.windows == 7
-    assert sorted(e.window for e in events if e.method == "codecsight") == list(range(7))
+    assert sorted(e.window for e in events if e.method == "codecsight:linger=0") == list(range(7))
     # a whole temporal patch at least every 2 patches (every window's length), and still less than full
     assert 4 * 24 <= c.tokens_encoded == c.tokens_llm < f.tokens_encoded
 
@@ -279,7 +279,7 @@ def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapte
     """linger=k shows a token the plan did not re-encode by its last embedding for k patches after its last
     encoding: the ViT encodes the same tokens, the LLM sees more of them the longer they linger, and when every token
     lingers for the whole stream the window is exactly the cached-substitution one (same plan)."""
-    specs = ["codecsight:refresh_every=4,kv_policy=full", "codecsight:refresh_every=4,kv_policy=full,linger=1",
+    specs = ["codecsight:refresh_every=4,kv_policy=full,linger=0", "codecsight:refresh_every=4,kv_policy=full",
              "codecsight:refresh_every=4,kv_policy=full,linger=64",
              "codecsight-cached:refresh_every=4,kv_policy=full"]
     events, reports = run(adapter, [clip8s], specs)
@@ -289,6 +289,7 @@ def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapte
     p = {s: [e.p_yes for e in events if e.method == s] for s in specs}
     assert p[specs[2]] == pytest.approx(p[specs[3]], abs=1e-6)
     assert p[specs[0]] != pytest.approx(p[specs[1]], abs=1e-6)
+    assert method("codecsight").linger == 1 and method("codecsight-cached").linger == 0
     for bad in ("codecsight-cached:linger=1", "codecsight:linger=-1", "codecsight:linger=1000"):
         with pytest.raises(ConfigError, match="linger"):
             method(bad)

@@ -15,7 +15,7 @@ import tempfile
 BUDGET_MATCHED = ("uniform", "evs")  # run at the token share CodecSight achieves in the same run
 METHODS = ["full", "codecsight", "codecsight-vit", "codecsight-kv", "codecsight-cached", "uniform", "evs", "pixel",
            "stc", "reuse-none", "cacheblend", "vlcache", "codecsight:kv_budget=0.25",
-           "codecsight:vit_mode=isolated", "codecsight:pixel_tau=4", "codecsight:linger=1"]
+           "codecsight:vit_mode=isolated", "codecsight:pixel_tau=4", "codecsight:linger=0"]
 
 
 def add_arguments(p):

@@ -91,8 +91,14 @@ def test_training_forward_prunes_like_the_runtime(ref):
         with pytest.raises(ValueError, match="pruning"):
             window_forward(ref, stream, ex, "sometimes", *args)
     assert len(runs["none"].hidden) == len(runs["cached"].hidden) == 4 * 48
-    assert len(runs["dropped"].hidden) == 48 + 3 * 12 == int(runs["dropped"].kept.sum())
-    assert runs["dropped"].kept.tolist() == torch.from_numpy(keep).flatten().tolist()
+    # the runtime's default lingers one patch: the second patch still shows every token the first encoded
+    assert len(runs["dropped"].hidden) == 2 * 48 + 2 * 12 == int(runs["dropped"].kept.sum())
+    with torch.no_grad():
+        at_once = window_forward(ref, stream, ex, "dropped", *args, linger=0)
+        later = window_forward(ref, stream, Example("s", 2, [q], [0], ["colour"], length=6), "dropped", *args)
+    assert len(at_once.hidden) == 48 + 3 * 12 == int(at_once.kept.sum())
+    assert at_once.kept.tolist() == torch.from_numpy(keep).flatten().tolist()
+    assert int(later.kept.sum()) == 48 + 2 * 12  # its first patch lingers from the one before the window
     assert torch.equal(runs["none"].vision, runs["dropped"].vision)  # the tower sees every frame in training
     assert not torch.allclose(runs["none"].yes_no, runs["cached"].yes_no)
     assert not torch.allclose(runs["cached"].yes_no, runs["dropped"].yes_no)

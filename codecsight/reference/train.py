@@ -14,7 +14,8 @@ asked about kind and position.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in a share of the
 windows (--pruned, 0.6) the tokens the plan would not re-encode take the embedding of their last encoding (the
-runtime's `cached` grid) in one half and are left out (`dropped`) in the other; in the rest every token is fresh.
+runtime's `cached` grid) in one half and are left out (`dropped`, after lingering as the runtime's default lets
+them) in the other; in the rest every token is fresh.
 Checkpoints go to --out every few minutes; the same command resumes.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ from codecsight.plan import TokenPlanner
 from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
 from codecsight.reference.targets import CLASSES, token_targets
+from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeMap, Sampling, sample_frames
 from codecsight.synth.labels import window_labels
@@ -192,11 +194,13 @@ PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the c
 
 
 def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_ids, question_ids,
-                   answers: list[int] | None = None, tint: np.ndarray | None = None) -> Forward:
+                   answers: list[int] | None = None, tint: np.ndarray | None = None,
+                   linger: int = METHODS["codecsight"].linger) -> Forward:
     """Every question of one window, with gradients, through the runtime's layout and positions. pruning: the
-    runtime's two styles (`Method.grid`) on the stream's real token plan, or none. With `answers` (1 = Yes), each
-    question is followed by its answer word, so the step after it can learn to stop. tint: a 3x3 colour transform of
-    the frames (`colour_transform`; training only, see `main`)."""
+    runtime's two styles (`Method.grid`) on the stream's real token plan, or none; dropped tokens linger as the
+    runtime's default lets them (`Method.linger`). With `answers` (1 = Yes), each question is followed by its answer
+    word, so the step after it can learn to stop. tint: a 3x3 colour transform of the frames (`colour_transform`;
+    training only, see `main`)."""
     if pruning not in PRUNING:
         raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     n = ex.length
@@ -210,15 +214,20 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
     vision = embeds = vision.view(gt, rows * cols, -1)
     keep = torch.ones(gt, rows * cols, dtype=torch.bool)
     if pruning != "none":
-        keep = torch.from_numpy(stream.keep[ex.first // t: ex.first // t + gt].reshape(gt, -1))
-    if pruning == "cached":  # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
+        # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
+        lo = ex.first // t
+        plan = torch.from_numpy(stream.keep[max(0, lo - linger):lo + gt].reshape(-1, rows * cols))
+        keep, before = plan[-gt:], len(plan) - gt
         out, last = [embeds[0]], embeds[0]
         for i in range(1, gt):
             last = torch.where(keep[i][:, None], embeds[i], last)
             out.append(last)
-        embeds, keep = torch.stack(out), torch.ones_like(keep)
+        embeds = torch.stack(out)
+        # cached: every token is shown; dropped: those encoded within the last `linger` patches (the plan's
+        # periodic full encoding keeps every window whole)
+        keep = torch.ones_like(keep) if pruning == "cached" else torch.stack(
+            [plan[max(0, i + before - linger):i + before + 1].any(0) for i in range(gt)])
     coords = Segment.full_coords(rows, cols)
-    # dropped: a patch keeps only its encoded tokens (the plan's periodic full encoding keeps every window whole)
     segs = [Segment(i, embeds[i][keep[i]], coords[keep[i]], (rows, cols),
                     seconds=(ex.first + i * t) / RUNTIME["fps"]) for i in range(gt) if keep[i].any()]
     lay = build_layout(adapter, Window(segs), system_ids)

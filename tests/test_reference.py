@@ -11,8 +11,8 @@ from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
 from codecsight.reference.targets import CLASSES
-from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint, main, save,
-                                       target_mask, window_forward)
+from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint, main,
+                                       save, target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS

@@ -31,7 +31,7 @@ class Method:
     plan: PlanConfig = field(default_factory=PlanConfig)
     vit_mode: str = "isolated"
     grid: str = "cached"
-    linger: int = 0  # dropped grid: a token stays in the LLM input (its last embedding) this many patches after
+    linger: int = 0  # dropped grid: patches a token stays in the LLM input (by its last embedding) after its encoding
     post: str | None = None
     retention: float = 1.0  # uniform / evs / stc: fraction of tokens kept
     stc_every: int = 2

@@ -201,3 +201,17 @@ def test_token_targets_mark_what_lies_under_each_token():
     # 3-4 s: it rolls right (50 px per sample) and is marked moving where it is, not where it was
     assert c["moving"][3, 2, 5:7].any() and c["red"][3, 2, 1] == 0
     assert c["blue"][0].sum() >= 1 and c["fallen"][0].sum() == 0 and c["fallen"][3].sum() >= 1
+
+
+def test_anycolour_streams_train_without_colour(ref, tmp_path):
+    """A stream of split `anycolour` loads as colour-blind (training withholds its colour answers and targets), and
+    a `train` stream does not; its decoded samples are cached beside the video."""
+    from codecsight.reference.train import load_streams
+    from codecsight.synth.cli import generate
+
+    for split in ("anycolour", "train"):
+        generate(str(tmp_path / split), seed=1, minutes=0.1, split=split, video_minutes=0.1, progress=False)
+        (stream,) = load_streams(str(tmp_path / split), ref.geometry).values()
+        assert stream.any_colour == (split == "anycolour")
+        assert len(stream.frames) == 12 and stream.targets.shape[:2] == (6, 48)
+    assert list(tmp_path.glob("anycolour/*.npz"))

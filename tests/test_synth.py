@@ -117,3 +117,34 @@ def test_relabel_gives_the_generator_labels_for_another_window(heldout, tmp_path
     assert {r["end"] - r["start"] for r in short} == {4.0} and len(short) > len(rows(heldout))
     with pytest.raises(ConfigError, match="no stream_NNNN.json"):
         relabel(str(tmp_path), 2.0, 8, 2)
+
+
+def test_anycolour_split_shows_kinds_in_arbitrary_colours_without_colour_answers():
+    """Split `anycolour`: every object in a "#rrggbb" colour drawn by the renderer, none near a held-out pair's
+    colour for its kind; a colour question is unlabelled (Kleene 0.5) while such an object is in view and "No" when
+    none is, and the per-token targets set the kind only."""
+    from codecsight.reference.targets import CLASSES, token_targets
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import (COLOURS, HELDOUT_COMBOS, UNSEEN_RADIUS, Obj, Renderer, Scene, Style,
+                                        colour_rgb, make_scene)
+
+    scene = make_scene(np.random.default_rng(3), "anycolour", 120.0)
+    assert scene.style.texture in ("blobs", "tiles", "stripes") and len(scene.objects) > 10
+    for o in scene.objects:
+        assert o.colour.startswith("#") and len(o.colour) == 7
+        for c, k in HELDOUT_COMBOS:
+            if k == o.kind:
+                assert np.linalg.norm(np.subtract(colour_rgb(o.colour), COLOURS[c])) >= UNSEEN_RADIUS
+    assert len({o.colour for o in scene.objects}) == len(scene.objects)
+
+    style = Style(320, 240, 10, "blobs", (128, 122, 112), 0.0, 0.0, 60.0, 0.0)
+    box = Obj(0, "box", "#20c0f0", 60.0, [(4.0, 160.0, 200.0, 0.0), (8.0, 160.0, 200.0, 0.0)])
+    scene = Scene(style, 16.0, [box])
+    frame = Renderer(scene, np.random.default_rng(0)).frame(50)  # t = 5 s, the box's body at (160, 185)
+    assert np.abs(frame[185, 160].astype(float) - (0x20, 0xc0, 0xf0)).max() <= 12 + 1  # the per-object tone
+    rows_ = {(r["start"], r["question"]): r["answer"] for r in window_labels(scene, 2.0, 4, 2)}
+    assert rows_[(0.0, "Is there a red object?")] == "No"  # nothing in view in 0-2 s
+    assert (4.0, "Is there a red object?") not in rows_ and rows_[(4.0, "Is there a box?")] == "Yes"
+    t = token_targets(scene, 2.0, 6, 8)
+    on = {c for i, c in enumerate(CLASSES) if t[..., i].any()}
+    assert on == {"box"}

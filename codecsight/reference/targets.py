@@ -19,7 +19,8 @@ CLASSES = (*COLOURS, *KINDS, "moving", "fallen")
 def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2) -> np.ndarray:
     """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1}: a class is on for a token when an object
     of it covers at least a third of the token's footprint, or a third of the object lies in it, in any frame of
-    the temporal patch. Samples sit where `codecsight.signals.sample_frames` puts them."""
+    the temporal patch. An object in an arbitrary colour (split `anycolour`) sets its kind only: training shows
+    such streams without colour targets. Samples sit where `codecsight.signals.sample_frames` puts them."""
     st = scene.style
     frames = sample_frames_at(st.fps, rate, round(scene.duration * st.fps))
     times = np.array(frames) / st.fps
@@ -27,7 +28,7 @@ def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int
     y0s, x0s = np.arange(rows)[:, None] * th, np.arange(cols)[None] * tw
     out = np.zeros((len(times), rows, cols, len(CLASSES)), np.float32)
     for o in scene.objects:
-        on = [CLASSES.index(o.colour), CLASSES.index(o.kind)]
+        on = [CLASSES.index(o.kind)] + ([CLASSES.index(o.colour)] if o.colour in COLOURS else [])
         prev = None
         for k, t in enumerate(times):
             s = o.state(float(t))

@@ -51,6 +51,7 @@ class Stream:
     frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
     keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
     targets: torch.Tensor | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
+    any_colour: bool = False  # objects in arbitrary colours (synth split `anycolour`): no colour targets
 
 
 @dataclass
@@ -91,7 +92,8 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
         targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
-        out[path] = Stream(frames, keep, torch.from_numpy(targets[:len(keep)]))
+        any_colour = any(o.colour not in COLOURS for o in scene.objects)
+        out[path] = Stream(frames, keep, torch.from_numpy(targets[:len(keep)]), any_colour)
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
 
@@ -387,7 +389,7 @@ def main(argv=None) -> int:
             # held-out combinations (a blue person): in some windows the colour is taken away or changed, and with
             # it the colour questions and targets, so that kind is learned from shape.
             tint = draw_tint(random, args.grey, args.recolour)
-            blind = tint is not None
+            blind = tint is not None or stream.any_colour
             pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned / 2, args.pruned / 2))[0]
             if pruning == "dropped" and ex.length < RUNTIME["window"]:
                 # a dropped window holds what does not move only if the plan's periodic full encoding falls

@@ -6,6 +6,8 @@ with one row per (window, question): video (relative to OUT), start and end in s
 Windows: sampled at --rate fps, --window samples long, sliding by --stride samples; both must be whole
 Qwen temporal patches (2 frames). Defaults: 2 fps, 16 samples (8 s), stride 4 samples (2 s).
 Split `heldout` uses background textures, palettes and colour-kind combinations that `train` never contains.
+Split `anycolour` is `train` with every object in an arbitrary colour (none near a held-out combination's) and
+colour questions left unlabelled while such an object is in view, for training kind from shape.
 `--relabel` writes labels-w{W}-s{S}.jsonl for other windows and strides from the scene files of an existing OUT
 (the videos stay as they are): `codecsight eval --labels OUT/labels-w8-s2.jsonl --window 8 --stride 2`.
 """
@@ -16,7 +18,7 @@ import math
 import os
 import time
 
-SPLITS = {"train": 0, "heldout": 1}
+SPLITS = {"train": 0, "heldout": 1, "anycolour": 2}
 
 
 def add_arguments(p):

@@ -128,8 +128,16 @@ def _presence(attr="visible", kind=None, colour=None):
     return lambda st, w: _any(_rows(st, w, attr, kind, colour))
 
 
+def _colour(colour: str):
+    """Presence of a named colour; an object in an arbitrary colour (split `anycolour`) might be it (Kleene 0.5)."""
+    def answer(st: States, w: slice) -> float:
+        unnamed = [i for i, c in enumerate(st.colours) if c.startswith("#")]
+        return max(_any(_rows(st, w, "visible", colour=colour)), min(_any(st.visible[unnamed, w]), 0.5))
+    return answer
+
+
 QUESTIONS: tuple[Question, ...] = (
-    *(Question("colour", f"Is there a {c} object?", _presence(colour=c)) for c in QUESTION_COLOURS),
+    *(Question("colour", f"Is there a {c} object?", _colour(c)) for c in QUESTION_COLOURS),
     *(Question("kind", f"Is there a {k}?", _presence(kind=k)) for k in ("person", "car", "ball", "box")),
     Question("position", "Is there a person on the left?", _presence("left", kind="person")),
     Question("position", "Is there a person on the right?", _presence("right", kind="person")),

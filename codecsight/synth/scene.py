@@ -34,6 +34,18 @@ PALETTES = {
     "train": ((128, 122, 112), (110, 116, 120), (150, 140, 120), (100, 104, 92)),
     "heldout": ((92, 100, 118), (120, 96, 84)),
 }
+# Split `anycolour`: training's settings, but every object in an arbitrary colour ("#rrggbb"), so that a kind is
+# seen in many colours, not the three to five named ones; none within UNSEEN_RADIUS (RGB distance) of a held-out
+# combination's colour for its kind, so that the held-out split still shows those pairs first.
+TEXTURES["anycolour"], PALETTES["anycolour"] = TEXTURES["train"], PALETTES["train"]
+UNSEEN_RADIUS = 90.0
+
+
+def colour_rgb(colour: str) -> tuple[int, int, int]:
+    """A colour name of COLOURS, or "#rrggbb" (split `anycolour`), as RGB."""
+    if colour.startswith("#"):
+        return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return COLOURS[colour]
 
 
 @dataclass
@@ -127,7 +139,14 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
 def _new_object(rng, split, style, oid, kinds=KINDS) -> Obj:
     kind = str(rng.choice(kinds))
     colours = list(COLOURS)
-    if split == "heldout" and rng.random() < 0.5:  # make the unseen combinations common
+    if split == "anycolour":
+        near = [np.array(COLOURS[c]) for c, k in sorted(HELDOUT_COMBOS) if k == kind]
+        while True:
+            rgb = rng.integers(15, 251, size=3)
+            if all(np.linalg.norm(rgb - c) >= UNSEEN_RADIUS for c in near):
+                break
+        colour = "#" + "".join(f"{int(c):02x}" for c in rgb)
+    elif split == "heldout" and rng.random() < 0.5:  # make the unseen combinations common
         unseen = [c for c, k in sorted(HELDOUT_COMBOS) if k == kind]  # sorted: set order varies by process
         colour = str(rng.choice(unseen)) if unseen else str(rng.choice(colours))
     else:
@@ -319,7 +338,7 @@ class Renderer:
         a = math.radians(tilt)  # inverse rotation: image offsets -> object-local coordinates
         u, v = dx * math.cos(a) - dy * math.sin(a), dx * math.sin(a) + dy * math.cos(a)
         mask, shade = _shape_mask(o.kind, u, v, o.scale)
-        colour = np.asarray(COLOURS[o.colour], np.float32) + self.tone[o.id]
+        colour = np.asarray(colour_rgb(o.colour), np.float32) + self.tone[o.id]
         patch = img[r0:r1, c0:c1]
         patch[mask] = (shade[..., None] * colour)[mask]
 

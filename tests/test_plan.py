@@ -35,7 +35,7 @@ def test_qwen_union_over_two_frames():
     assert key.reason == "full" and key.kept == key.total == 20 and key.frames == (0, 1) and key.index == 0
     assert planner.push(change((0, 0), index=2)) is None
     plan = planner.push(change((3, 4), index=3))
-    assert plan.reason == "changed" and cells(plan.keep) == {(0, 0), (3, 4)} and plan.changed == 2
+    assert plan.reason == "changed" and cells(plan.keep) == {(0, 0), (3, 4)} and plan.changed.sum() == 2
     assert plan.index == 1 and plan.frames == (2, 3)
 
 
@@ -56,7 +56,7 @@ def test_gop_sticky_until_next_full():
     planner = TokenPlanner(INTERNVL3, PlanConfig(sticky=True))
     plans = run(planner, [change(full=True), change((0, 0)), change((1, 1)), change(), change(full=True), change()])
     assert [cells(p.keep) for p in plans[1:4]] == [{(0, 0)}, {(0, 0), (1, 1)}, {(0, 0), (1, 1)}]
-    assert plans[1].changed == 1 and plans[3].changed == 0
+    assert plans[1].changed.sum() == 1 and plans[3].changed.sum() == 0
     assert plans[4].reason == "full" and plans[5].kept == 0  # the key frame cleared the sticky mask
     off = run(TokenPlanner(INTERNVL3, PlanConfig(sticky=False)), [change(full=True), change((0, 0)), change()])
     assert off[2].kept == 0
@@ -100,7 +100,7 @@ def test_min_score_filters_weak_changes():
     weak, strong = change((0, 0), score=3.0), change((1, 1), score=8.0)
     both = TokenChange(weak.changed | strong.changed, np.maximum(weak.score, strong.score), False)
     plans = run(planner, [change(full=True), both])
-    assert cells(plans[1].keep) == {(1, 1)} and plans[1].changed == 1
+    assert cells(plans[1].keep) == {(1, 1)} and plans[1].changed.sum() == 1
 
 
 def test_budget_keeps_top_scores_and_remembers_the_rest():
@@ -111,7 +111,7 @@ def test_budget_keeps_top_scores_and_remembers_the_rest():
     for (r, c), s in scores.items():
         changed[r, c], score[r, c] = True, s
     plans = run(planner, [change(full=True), TokenChange(changed, score, False), change((1, 4), score=3.0)])
-    assert cells(plans[1].keep) == {(0, 1), (3, 3)} and plans[1].changed == 4
+    assert cells(plans[1].keep) == {(0, 1), (3, 3)} and plans[1].changed.sum() == 4
     # the sticky mask still holds the tokens the budget dropped, with their scores: (2, 2) at 5 and the new (1, 4)
     # at 3 outrank the dropped (0, 0) at 1 and the already encoded (0, 1), (3, 3)
     assert cells(plans[2].keep) == {(2, 2), (1, 4)}

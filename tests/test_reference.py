@@ -54,7 +54,7 @@ def test_training_forward_is_the_runtime_full_path(ref, clip_dir):
 
     path = moving_square_clip(str(clip_dir / "square_ref.mp4"), n=100)  # 10 s: windows at 0 s and 2 s
     frames = np.stack([s.rgb for s in sample_frames(path, Sampling(2.0, INPUT_HW))])
-    stream = Stream(frames, np.ones((len(frames) // 2, 6, 8), bool))
+    stream = Stream(frames, *[np.ones((len(frames) // 2, 6, 8), bool)] * 2)
     questions = [QUESTIONS[0].text, QUESTIONS[4].text]
     q_ids = {q: ref.chat_question(q) for q in questions}
     engine = Engine(ref, [method("full")], [Question(q, 16, 4) for q in questions], fps=2.0, answer_tokens=1)
@@ -77,12 +77,14 @@ def test_training_forward_is_the_runtime_full_path(ref, clip_dir):
 
 def test_training_forward_prunes_like_the_runtime(ref):
     """cached: every token reaches the LLM, unchanged ones carrying their last encoding; dropped: only the tokens
-    the plan encodes do, in their own places."""
+    the plan encodes do, in their own places, and those that changed within the last `linger` patches."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (8, *INPUT_HW, 3), dtype=np.uint8)
     keep = np.ones((4, 6, 8), bool)
     keep[1:, :, 2:] = False  # after the first patch only the two left columns change
-    stream = Stream(frames, keep)
+    changed = keep.copy()
+    changed[0, :, 4:] = False  # the first patch is a full encoding of which the right half did not change
+    stream = Stream(frames, keep, changed)
     q = QUESTIONS[0].text
     ex = Example("s", 0, [q], [0], ["colour"], length=8)
     args = (ref.chat_system(SYSTEM_PROMPT), {q: ref.chat_question(q)})
@@ -91,14 +93,15 @@ def test_training_forward_prunes_like_the_runtime(ref):
         with pytest.raises(ValueError, match="pruning"):
             window_forward(ref, stream, ex, "sometimes", *args)
     assert len(runs["none"].hidden) == len(runs["cached"].hidden) == 4 * 48
-    # the runtime's default lingers one patch: the second patch still shows every token the first encoded
-    assert len(runs["dropped"].hidden) == 2 * 48 + 2 * 12 == int(runs["dropped"].kept.sum())
+    # the runtime's default lingers one patch: the second patch still shows what changed in the first (the left
+    # half), not what its full encoding merely refreshed
+    assert len(runs["dropped"].hidden) == 48 + 24 + 2 * 12 == int(runs["dropped"].kept.sum())
     with torch.no_grad():
         at_once = window_forward(ref, stream, ex, "dropped", *args, linger=0)
         later = window_forward(ref, stream, Example("s", 2, [q], [0], ["colour"], length=6), "dropped", *args)
     assert len(at_once.hidden) == 48 + 3 * 12 == int(at_once.kept.sum())
     assert at_once.kept.tolist() == torch.from_numpy(keep).flatten().tolist()
-    assert int(later.kept.sum()) == 48 + 2 * 12  # its first patch lingers from the one before the window
+    assert int(later.kept.sum()) == 24 + 2 * 12  # its first patch lingers from the one before the window
     assert torch.equal(runs["none"].vision, runs["dropped"].vision)  # the tower sees every frame in training
     assert not torch.allclose(runs["none"].yes_no, runs["cached"].yes_no)
     assert not torch.allclose(runs["cached"].yes_no, runs["dropped"].yes_no)

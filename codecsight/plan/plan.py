@@ -76,14 +76,15 @@ class PlanConfig:
 class PatchPlan:
     """What one temporal patch encodes.
 
-    keep: bool (rows, cols) over the LLM-token grid; reason: one of REASONS; changed: tokens the change maps
-    flagged (union over the frames, after min_score); frames: TokenChange.index of each frame in the patch.
+    keep: bool (rows, cols) over the LLM-token grid; reason: one of REASONS; changed: bool (rows, cols), the tokens
+    the change maps flagged (union over the frames, after min_score; a full encoding keeps more); frames:
+    TokenChange.index of each frame in the patch.
     """
 
     index: int
     keep: np.ndarray
     reason: str
-    changed: int
+    changed: np.ndarray
     frames: tuple[int, ...]
 
     @property
@@ -141,7 +142,7 @@ class TokenPlanner:
             self._since_full = 0
             self._forget(union.shape)
             keep = np.ones_like(union)
-        return PatchPlan(self.patches, keep, reason, int(union.sum()), tuple(f.index for f in frames))
+        return PatchPlan(self.patches, keep, reason, union, tuple(f.index for f in frames))
 
     def _forget(self, shape: tuple[int, int]):
         """After a full encoding every token is fresh: nothing sticky, nothing stale."""

@@ -50,6 +50,7 @@ from codecsight.vision.preprocess import video_pixel_values
 class Stream:
     frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
     keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
+    changed: np.ndarray  # (N // 2, rows, cols) bool: what its change map flagged (`PatchPlan.changed`)
     targets: torch.Tensor | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
     any_colour: bool = False  # objects in arbitrary colours (synth split `anycolour`): no colour targets
 
@@ -72,28 +73,29 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
     for i, name in enumerate(names):
         path = os.path.join(data, name)
         cached = path[:-4] + f".samples-{INPUT_HW[0]}x{INPUT_HW[1]}.npz"
-        if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
-            with np.load(cached) as z:
-                frames, keep = z["frames"], z["keep"]
+        z = np.load(cached) if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path) else {}
+        if "changed" in z:  # caches of session 9 and before lack it
+            frames, keep, changed = z["frames"], z["keep"], z["changed"]
         else:
             cmap = ChangeMap(geometry, INPUT_HW)
             planner = TokenPlanner(geometry)
-            frames, keep = [], []
+            frames, plans = [], []
             for s in sample_frames(path, Sampling(RUNTIME["fps"], INPUT_HW)):
                 frames.append(s.rgb)
                 plan = planner.push(cmap.update(s))
                 if plan is not None:
                     cmap.encoded(plan.keep)
-                    keep.append(plan.keep)
-            frames, keep = np.stack(frames), np.stack(keep)
-            np.savez(cached, frames=frames, keep=keep)
+                    plans.append(plan)
+            frames = np.stack(frames)
+            keep, changed = np.stack([p.keep for p in plans]), np.stack([p.changed for p in plans])
+            np.savez(cached, frames=frames, keep=keep, changed=changed)
         with open(path[:-4] + ".json") as f:
             scene = scene_from_json(json.load(f))
         targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
         any_colour = any(o.colour not in COLOURS for o in scene.objects)
-        out[path] = Stream(frames, keep, torch.from_numpy(targets[:len(keep)]), any_colour)
+        out[path] = Stream(frames, keep, changed, torch.from_numpy(targets[:len(keep)]), any_colour)
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
 
@@ -199,8 +201,8 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
                    answers: list[int] | None = None, tint: np.ndarray | None = None,
                    linger: int = METHODS["codecsight"].linger) -> Forward:
     """Every question of one window, with gradients, through the runtime's layout and positions. pruning: the
-    runtime's two styles (`Method.grid`) on the stream's real token plan, or none; dropped tokens linger as the
-    runtime's default lets them (`Method.linger`). With `answers` (1 = Yes), each question is followed by its answer
+    runtime's two styles (`Method.grid`) on the stream's real token plan, or none; tokens that changed linger as
+    the runtime's default lets them (`Method.linger`). With `answers` (1 = Yes), each question is followed by its answer
     word, so the step after it can learn to stop. tint: a 3x3 colour transform of the frames (`colour_transform`;
     training only, see `main`)."""
     if pruning not in PRUNING:
@@ -218,17 +220,18 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
     if pruning != "none":
         # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
         lo = ex.first // t
-        plan = torch.from_numpy(stream.keep[max(0, lo - linger):lo + gt].reshape(-1, rows * cols))
-        keep, before = plan[-gt:], len(plan) - gt
+        keep = torch.from_numpy(stream.keep[lo:lo + gt].reshape(gt, rows * cols))
+        changed = torch.from_numpy(stream.changed[max(0, lo - linger):lo + gt].reshape(-1, rows * cols))
+        before = len(changed) - gt
         out, last = [embeds[0]], embeds[0]
         for i in range(1, gt):
             last = torch.where(keep[i][:, None], embeds[i], last)
             out.append(last)
         embeds = torch.stack(out)
-        # cached: every token is shown; dropped: those encoded within the last `linger` patches (the plan's
-        # periodic full encoding keeps every window whole)
+        # cached: every token is shown; dropped: those encoded, and those changed within the last `linger`
+        # patches (the plan's periodic full encoding keeps every window whole)
         keep = torch.ones_like(keep) if pruning == "cached" else torch.stack(
-            [plan[max(0, i + before - linger):i + before + 1].any(0) for i in range(gt)])
+            [keep[i] | changed[max(0, i + before - linger):i + before + 1].any(0) for i in range(gt)])
     coords = Segment.full_coords(rows, cols)
     segs = [Segment(i, embeds[i][keep[i]], coords[keep[i]], (rows, cols),
                     seconds=(ex.first + i * t) / RUNTIME["fps"]) for i in range(gt) if keep[i].any()]

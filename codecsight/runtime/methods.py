@@ -7,8 +7,8 @@ Every method runs on the same code path (one StreamPipeline), so comparisons dif
   `stc_every` temporal patches, in between the `retention` share of tokens least similar to it);
 - after the ViT: `post` = None or "evs" (drop the tokens most similar to the same token of the previous patch);
 - what the LLM sees of tokens not encoded: `grid` = "cached" (their last embedding stands in) or "dropped"
-  (left out; with `linger` = k, still shown by their last embedding for k patches after their last encoding, so
-  that an object that stops is seen to stay);
+  (left out; with `linger` = k, still shown by their last embedding for k patches after they last changed, so
+  that an object that stops is seen to stay; a token a full encoding refreshed without change does not linger);
 - the KV refresh policy and budget across windows (codecsight.prefill).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Method:
     plan: PlanConfig = field(default_factory=PlanConfig)
     vit_mode: str = "isolated"
     grid: str = "cached"
-    linger: int = 0  # dropped grid: patches a token stays in the LLM input (by its last embedding) after its encoding
+    linger: int = 0  # dropped grid: patches a token stays in the LLM input (by its last embedding) after it changed
     post: str | None = None
     retention: float = 1.0  # uniform / evs / stc: fraction of tokens kept
     stc_every: int = 2

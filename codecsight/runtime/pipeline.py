@@ -124,12 +124,12 @@ class StreamPipeline:
         self.counters = Counters()
         self._frames: list[SampledFrame] = []
         self._t0 = 0.0  # stream time of the first sample
-        self._pending: deque = deque()  # (patch number, frames, keep) of requests not encoded yet
+        self._pending: deque = deque()  # (patch number, frames, keep, changed) of requests not encoded yet
         self._plan = None
         self._prev_luma: np.ndarray | None = None
         self._stc_ref: np.ndarray | None = None
         self._prev_embeds: torch.Tensor | None = None
-        self._age = np.full(self.grid[0] * self.grid[1], 1 << 30)  # patches since each token was last encoded
+        self._age = np.full(self.grid[0] * self.grid[1], 1 << 30)  # patches since each token last changed
         self._full_vit = count_flops(adapter.config, vision=vision_work(adapter.config, [np.ones(self.grid, bool)],
                                                                         context=False)).vit
 
@@ -148,12 +148,17 @@ class StreamPipeline:
             return None
         frames, self._frames = self._frames, []
         rgb = np.stack([f.rgb for f in frames])
+        # what changed: the codec plan's change map (a full encoding also refreshes tokens that did not change);
+        # the other selectors keep exactly what they judge changed
+        changed = self._plan.changed if self.method.select == "codec" else None
         keep = self._select(rgb)
+        if changed is None:
+            changed = keep if keep is not None else np.ones(self.grid, bool)
         self.counters.seconds["plan"] += time.perf_counter() - t0
         n = self.grid[0] * self.grid[1]
         self.counters.patches += 1
         self.counters.tokens += n
-        self._pending.append((self.counters.patches, frames, keep))
+        self._pending.append((self.counters.patches, frames, keep, changed))
         return EncodeRequest(self.key, rgb, keep)
 
     def _select(self, rgb: np.ndarray) -> np.ndarray | None:
@@ -194,7 +199,7 @@ class StreamPipeline:
     # ---- after the ViT ----------------------------------------------------------------------------------
 
     def encoded(self, patch: EncodedPatch, vit_seconds: float) -> list[Due]:
-        number, frames, keep = self._pending.popleft()  # requests come back in the order they were made
+        number, frames, keep, changed = self._pending.popleft()  # requests come back in the order they were made
         if number == 1:
             self._t0 = frames[0].signal.pts
         c = self.counters
@@ -206,19 +211,22 @@ class StreamPipeline:
         c.vit_flops += count_flops(self.adapter.config, vision=vision_work(
             self.adapter.config, [ran.reshape(self.grid)], context=self.method.vit_mode == "context")).vit
         c.vit_flops_full += self._full_vit
-        seg = self._segment(patch, number, frames, ran, anchor=keep is None or bool(np.all(keep)))
+        seg = self._segment(patch, number, frames, ran, changed.reshape(-1),
+                            anchor=keep is None or bool(np.all(keep)))
         if seg.embeds.shape[0]:  # a patch of which nothing reaches the LLM (uniform subsampling) has no segment
             self.segments.append(seg)
             c.tokens_llm += seg.embeds.shape[0]
         return self._due(number)
 
     def _segment(self, patch: EncodedPatch, key: int, frames: list[SampledFrame], ran: np.ndarray,
-                 anchor: bool) -> Segment:
+                 changed: np.ndarray, anchor: bool) -> Segment:
         seconds = frames[0].signal.pts
         if self.method.post == "evs":
             return self._evs(patch, key, seconds)
-        self._age = np.where(ran, 0, self._age + 1)
-        shown = self._age <= self.method.linger if self.method.grid == "dropped" else np.ones_like(ran)
+        # a dropped grid shows what was encoded, and what changed within the last `linger` patches: an object that
+        # stops stays in view; a token a full encoding merely refreshed does not linger
+        self._age = np.where(changed, 0, self._age + 1)
+        shown = ran | (self._age <= self.method.linger) if self.method.grid == "dropped" else np.ones_like(ran)
         if patch.full_embeds is not None and not np.array_equal(shown, ran):
             index = torch.from_numpy(np.flatnonzero(shown))
             on = index.to(patch.full_embeds.device)

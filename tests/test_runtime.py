@@ -276,9 +276,10 @@ def test_watch_on_a_shared_clip_with_the_reference_model(tmp_path, capsys):
 
 
 def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapter, clip8s):
-    """linger=k shows a token the plan did not re-encode by its last embedding for k patches after its last
-    encoding: the ViT encodes the same tokens, the LLM sees more of them the longer they linger, and when every token
-    lingers for the whole stream the window is exactly the cached-substitution one (same plan)."""
+    """linger=k shows a token the plan did not re-encode by its last embedding for k patches after it last changed
+    (not after a full encoding merely refreshed it): the ViT encodes the same tokens, the LLM sees more of them the
+    longer they linger, and when every token lingers for the whole stream the window is exactly the
+    cached-substitution one (same plan)."""
     specs = ["codecsight:refresh_every=4,kv_policy=full,linger=0", "codecsight:refresh_every=4,kv_policy=full",
              "codecsight:refresh_every=4,kv_policy=full,linger=64",
              "codecsight-cached:refresh_every=4,kv_policy=full"]
@@ -286,6 +287,19 @@ def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapte
     c = [reports[0].counters[s] for s in specs]
     assert len({x.tokens_encoded for x in c}) == 1
     assert c[0].tokens_llm == c[0].tokens_encoded < c[1].tokens_llm < c[2].tokens_llm == c[3].tokens_llm == c[3].tokens
+    # linger=1 by the plan: what a patch encodes, and what changed in it or the patch before
+    from codecsight.plan import TokenPlanner
+    from codecsight.signals import ChangeMap, Sampling, sample_frames
+
+    cmap, plans = ChangeMap(adapter.geometry, HW), []
+    planner = TokenPlanner(adapter.geometry, PlanConfig(refresh_every=4))
+    for s in sample_frames(clip8s, Sampling(2.0, HW)):
+        if (plan := planner.push(cmap.update(s))) is not None:
+            cmap.encoded(plan.keep)
+            plans.append(plan)
+    assert sum(p.full for p in plans) == 2 and not plans[4].changed.all()  # a periodic refresh: the background
+    shown = [p.keep | p.changed | (q.changed if q else False) for q, p in zip([None, *plans], plans)]
+    assert c[1].tokens_llm == sum(int(s.sum()) for s in shown)
     p = {s: [e.p_yes for e in events if e.method == s] for s in specs}
     assert p[specs[2]] == pytest.approx(p[specs[3]], abs=1e-6)
     assert p[specs[0]] != pytest.approx(p[specs[1]], abs=1e-6)

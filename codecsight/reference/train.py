@@ -360,11 +360,12 @@ def main(argv=None) -> int:
     probe = random.Random(1).sample(probe, min(120, len(probe)))
     system_ids = adapter.chat_system(SYSTEM_PROMPT)
     question_ids = {q: adapter.chat_question(q) for ex in examples + probe for q in ex.questions}
-    # class balance per question type: positives weigh neg/pos (at most 6)
+    # class balance per question type over the answers trained on: positives weigh neg/pos (at most 6)
     counts: dict[str, list[int]] = {}
     for ex in examples:
         for a, t in zip(ex.answers, ex.types):
-            counts.setdefault(t, [0, 0])[a] += 1
+            if not (t == "colour" and train[ex.stream].any_colour):
+                counts.setdefault(t, [0, 0])[a] += 1
     pos_weight = {t: min(6.0, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
     print(f"{len(examples)} training windows, positive weights {pos_weight}", file=sys.stderr, flush=True)
 

@@ -208,13 +208,21 @@ def test_token_targets_mark_what_lies_under_each_token():
 
 def test_anycolour_streams_train_without_colour(ref, tmp_path):
     """A stream of split `anycolour` loads as colour-blind (training withholds its colour answers and targets), and
-    a `train` stream does not; its decoded samples are cached beside the video."""
+    a `train` stream does not; decoded samples and the plan's masks are cached beside the video, and a cache
+    without the change masks (session 9 and before) is rebuilt."""
     from codecsight.reference.train import load_streams
     from codecsight.synth.cli import generate
 
-    for split in ("anycolour", "train"):
+    for split in ("train", "anycolour"):
         generate(str(tmp_path / split), seed=1, minutes=0.1, split=split, video_minutes=0.1, progress=False)
         (stream,) = load_streams(str(tmp_path / split), ref.geometry).values()
         assert stream.any_colour == (split == "anycolour")
         assert len(stream.frames) == 12 and stream.targets.shape[:2] == (6, 48)
-    assert list(tmp_path.glob("anycolour/*.npz"))
+        assert stream.changed.shape == stream.keep.shape == (6, 6, 8) and stream.keep[0].all()
+        assert (stream.keep | ~stream.changed).all() and not stream.changed[1:].all()
+    (cache,) = tmp_path.glob("anycolour/*.npz")
+    again = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
+    assert all(np.array_equal(getattr(again, k), getattr(stream, k)) for k in ("frames", "keep", "changed"))
+    np.savez(cache, frames=stream.frames[:2], keep=stream.keep[:1])  # an old cache, and not this video's
+    rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
+    assert np.array_equal(rebuilt.changed, stream.changed) and len(rebuilt.frames) == 12

@@ -142,7 +142,7 @@ class TokenPlanner:
             self._since_full = 0
             self._forget(union.shape)
             keep = np.ones_like(union)
-        return PatchPlan(self.patches, keep, reason, union, tuple(f.index for f in frames))
+        return PatchPlan(self.patches, keep, reason, union.copy(), tuple(f.index for f in frames))  # keep may be union
 
     def _forget(self, shape: tuple[int, int]):
         """After a full encoding every token is fresh: nothing sticky, nothing stale."""

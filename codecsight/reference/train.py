@@ -21,6 +21,7 @@ Checkpoints go to --out every few minutes; the same command resumes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -73,10 +74,12 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
     for i, name in enumerate(names):
         path = os.path.join(data, name)
         cached = path[:-4] + f".samples-{INPUT_HW[0]}x{INPUT_HW[1]}.npz"
-        z = np.load(cached) if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path) else {}
-        if "changed" in z:  # caches of session 9 and before lack it
-            frames, keep, changed = z["frames"], z["keep"], z["changed"]
-        else:
+        fresh = os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path)
+        with np.load(cached) if fresh else contextlib.nullcontext({}) as z:
+            old = "changed" not in z  # caches of session 9 and before lack it
+            if not old:
+                frames, keep, changed = z["frames"], z["keep"], z["changed"]
+        if old:
             cmap = ChangeMap(geometry, INPUT_HW)
             planner = TokenPlanner(geometry)
             frames, plans = [], []
@@ -90,11 +93,12 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
             keep, changed = np.stack([p.keep for p in plans]), np.stack([p.changed for p in plans])
             np.savez(cached, frames=frames, keep=keep, changed=changed)
         with open(path[:-4] + ".json") as f:
-            scene = scene_from_json(json.load(f))
+            scene_json = json.load(f)
+        scene = scene_from_json(scene_json)
         targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
-        any_colour = any(o.colour not in COLOURS for o in scene.objects)
+        any_colour = scene_json.get("split") == "anycolour"
         out[path] = Stream(frames, keep, changed, torch.from_numpy(targets[:len(keep)]), any_colour)
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
@@ -221,7 +225,8 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
         # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
         lo = ex.first // t
         keep = torch.from_numpy(stream.keep[lo:lo + gt].reshape(gt, rows * cols))
-        changed = torch.from_numpy(stream.changed[max(0, lo - linger):lo + gt].reshape(-1, rows * cols))
+        span = slice(max(0, lo - linger), lo + gt)  # changed and encoded, as the runtime counts it
+        changed = torch.from_numpy((stream.changed[span] & stream.keep[span]).reshape(-1, rows * cols))
         before = len(changed) - gt
         out, last = [embeds[0]], embeds[0]
         for i in range(1, gt):

@@ -148,9 +148,9 @@ class StreamPipeline:
             return None
         frames, self._frames = self._frames, []
         rgb = np.stack([f.rgb for f in frames])
-        # what changed: the codec plan's change map (a full encoding also refreshes tokens that did not change);
-        # the other selectors keep exactly what they judge changed
-        changed = self._plan.changed if self.method.select == "codec" else None
+        # what changed and was encoded: the codec plan's change map (a full encoding also refreshes tokens that did
+        # not change, a budget may leave changed ones out); the other selectors keep exactly what they judge changed
+        changed = self._plan.changed & self._plan.keep if self.method.select == "codec" else None
         keep = self._select(rgb)
         if changed is None:
             changed = keep if keep is not None else np.ones(self.grid, bool)

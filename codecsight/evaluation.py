@@ -17,6 +17,8 @@ import numpy as np
 
 PROMPT = "Describe the frames and determine if they show {X}. Start your response with 'Yes' or 'No'."
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+BLOCK_SECONDS = 60.0  # bootstrap unit: a video's minute (sliding windows overlap, so neighbours are not independent)
+RESAMPLES = 1000
 
 
 def add_arguments(p):
@@ -71,39 +73,69 @@ def auc(p: np.ndarray, truth: np.ndarray) -> float | None:
     return float((rank[truth].sum() - n_yes * (n_yes + 1) / 2) / (n_yes * (len(truth) - n_yes)))
 
 
-def window_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
+def f1_interval(p: np.ndarray, truth: np.ndarray, block: np.ndarray, threshold: float,
+                ref: np.ndarray | None = None, resamples: int = RESAMPLES) -> list[float]:
+    """95% interval of F1 with the windows resampled by block (`BLOCK_SECONDS` of one video); with ref (another
+    method's P(Yes) on the same windows), of the difference F1 - F1(ref), paired: both see the same resample."""
+    ids, inv = np.unique(block, return_inverse=True)
+    pick = np.random.default_rng(0).integers(0, len(ids), (resamples, len(ids)))
+
+    def f1(q):
+        got = q >= threshold
+        counts = np.zeros((len(ids), 3))
+        np.add.at(counts, inv, np.stack([got & truth, got & ~truth, ~got & truth], 1))
+        tp, fp, fn = counts[pick].sum(1).T
+        return 2 * tp / np.maximum(1e-12, 2 * tp + fp + fn)
+
+    d = f1(p) - (f1(ref) if ref is not None else 0)
+    return [float(x) for x in np.percentile(d, [2.5, 97.5])]
+
+
+def window_scores(labels: list[dict], answers: dict, threshold: float, ref: dict | None = None,
+                  intervals: bool = False) -> dict:
     """answers: (video stem, start rounded to 0.01 s, question) -> P(Yes). Unanswered windows count as No.
     Per question type, besides F1: its AUC, and the F1 of answering Yes to every window (what a model that learned
     only how often the answer is Yes can reach). The same per question text under "questions": a type's mean can
-    hide one question the model does not answer at all."""
-    per: dict[tuple[str, str], list[tuple[float, bool]]] = {}
+    hide one question the model does not answer at all. With `intervals`, a 95% block-bootstrap interval of F1
+    ("f1_ci"), and with ref (another method's answers, e.g. full compute's) the difference to it ("f1_delta",
+    "f1_delta_ci")."""
+    per: dict[tuple[str, str], list[tuple[float, bool, str, float]]] = {}
     for r in labels:
         if "start" not in r:
             continue
-        p = answers.get((_stem(r["video"]), round(r["start"], 2), r["question"]), 0.0)
-        per.setdefault((r.get("type", "all"), r["question"]), []).append((p, r["answer"] == "Yes"))
+        key = (_stem(r["video"]), round(r["start"], 2), r["question"])
+        block = f"{key[0]}@{int(r['start'] // BLOCK_SECONDS)}"
+        per.setdefault((r.get("type", "all"), r["question"]), []).append(
+            (answers.get(key, 0.0), r["answer"] == "Yes", block, (ref or {}).get(key, 0.0)))
     if not per:
         return {}
 
-    def arrays(key):  # group name -> (P(Yes), truth)
-        rows: dict[str, list[tuple[float, bool]]] = {}
+    def arrays(key):  # group name -> (P(Yes), truth, block, ref's P(Yes))
+        rows: dict[str, list] = {}
         for k, v in per.items():
             rows.setdefault(key(k), []).extend(v)
-        return {g: (np.array([p for p, _ in v]), np.array([y for _, y in v])) for g, v in sorted(rows.items())}
+        return {g: tuple(map(np.array, zip(*v))) for g, v in sorted(rows.items())}
 
-    def scores(p, truth):
+    def scores(p, truth, block, p_ref):
         got = p >= threshold
-        return {**prf(int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())),
-                "support": len(p), "positive": int(truth.sum()), "auc": auc(p, truth),
-                "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
+        out = {**prf(int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())),
+               "support": len(p), "positive": int(truth.sum()), "auc": auc(p, truth),
+               "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
+        if intervals:
+            out["f1_ci"] = f1_interval(p, truth, block, threshold)
+            if ref is not None:
+                got = p_ref >= threshold
+                out["f1_delta"] = out["f1"] - prf(int((got & truth).sum()), int((got & ~truth).sum()),
+                                                  int((~got & truth).sum()))["f1"]
+                out["f1_delta_ci"] = f1_interval(p, truth, block, threshold, p_ref)
+        return out
 
     by_type = arrays(lambda k: k[0])
     every = scores(*map(np.concatenate, zip(*by_type.values())))
-    out = {k: every[k] for k in ("precision", "recall", "f1")}
-    out["per_question"] = {t: scores(p, truth) for t, (p, truth) in by_type.items()}
+    out = {k: v for k, v in every.items() if k in ("precision", "recall", "f1") or k.startswith("f1_")}
+    out["per_question"] = {t: scores(*v) for t, v in by_type.items()}
     type_of = {q: t for t, q in per}
-    out["questions"] = {q: {"type": type_of[q], **scores(p, truth)}
-                        for q, (p, truth) in arrays(lambda k: k[1]).items()}
+    out["questions"] = {q: {"type": type_of[q], **scores(*v)} for q, v in arrays(lambda k: k[1]).items()}
     ranked = [q["auc"] for q in out["per_question"].values() if q["auc"] is not None]
     out["auc"] = float(np.mean(ranked)) if ranked else None  # mean over question types, each counting once
     return out
@@ -149,15 +181,16 @@ def run_method(adapter, spec: str, sources: list[tuple[str, str]], questions, fp
 
 def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, window: int, stride: int,
              threshold: float = 0.5, base=None) -> dict:
-    """Run one method over the labelled videos and score it. base: (counters, seconds) of `full` for fractions."""
+    """Run one method over the labelled videos and score it. base: (counters, seconds, answers) of `full`, for the
+    fractions and the paired difference in F1; returns the scores and that triple of this run."""
     from codecsight.runtime import Question
 
     questions = [Question(q, window, stride, threshold) for q in sorted({r["question"] for r in labels})]
     sources = [(_stem(v), os.path.join(root, v)) for v in sorted({r["video"] for r in labels})]
     events, c, seconds, failed = run_method(adapter, spec, sources, questions, fps)
     answers = {(e.stream, round(e.start, 2), e.question): e.p_yes for e in events}
-    win = window_scores(labels, answers, threshold)
-    b, b_seconds = base or (c, seconds)
+    b, b_seconds, b_answers = base or (c, seconds, None)
+    win = window_scores(labels, answers, threshold, b_answers, intervals=True)
     out = {"method": spec, **(win or video_scores(labels, answers, threshold)),
            "video": video_scores(labels, answers, threshold),
            "sweep": [{"threshold": t, "f1": (window_scores(labels, answers, t) or video_scores(labels, answers, t))["f1"]}
@@ -178,7 +211,15 @@ def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, wind
         out["per_question"] = {t: {**video_scores([r for r in labels if r.get("type", "all") == t], answers,
                                                   threshold), "support": sum(r.get("type", "all") == t for r in labels)}
                                for t in types}
-    return out, (c, seconds)
+    return out, (c, seconds, answers)
+
+
+def _spread(s: dict) -> str:
+    """' [lo, hi]' and the difference to full compute with its interval, where the scores have them."""
+    out = " [{:.3f}, {:.3f}]".format(*s["f1_ci"]) if "f1_ci" in s else ""
+    if "f1_delta" in s:
+        out += " ({:+.3f} vs full, [{:+.3f}, {:+.3f}])".format(s["f1_delta"], *s["f1_delta_ci"])
+    return out
 
 
 def meta_defaults(labels_path: str) -> dict:
@@ -215,13 +256,15 @@ def run(args) -> int:
     result, _ = evaluate(adapter, labels, root, args.method, fps, window, stride, args.threshold, base)
     result = {"model": args.model or "bundled reference VLM", **result}
     ranked = f", mean AUC over question types {result['auc']:.3f}" if result.get("auc") is not None else ""
-    print(f"{result['method']}: F1 {result['f1']:.3f} (P {result['precision']:.3f}, R {result['recall']:.3f}){ranked}; "
-          f"video-level F1 {result['video']['f1']:.3f}; tokens {result['tokens_fraction']:.3f}, "
-          f"FLOPs {result['flops_fraction']:.3f}, time {result['time_ratio']:.3f} of full")
+    print(f"{result['method']}: F1 {result['f1']:.3f}{_spread(result)} (P {result['precision']:.3f}, "
+          f"R {result['recall']:.3f}){ranked}; video-level F1 {result['video']['f1']:.3f}; tokens "
+          f"{result['tokens_fraction']:.3f}, FLOPs {result['flops_fraction']:.3f}, time {result['time_ratio']:.3f} of full")
+    if "f1_ci" in result:
+        print(f"  [95% intervals: windows resampled by {BLOCK_SECONDS:g} s blocks of each video]")
     for t, q in result["per_question"].items():
         ranked = f"  AUC {q['auc']:.3f}  (answering Yes always: F1 {q['always_yes_f1']:.3f})" \
             if q.get("auc") is not None else ""
-        print(f"  {t:12s} F1 {q['f1']:.3f}  support {q['support']}{ranked}")
+        print(f"  {t:12s} F1 {q['f1']:.3f}{_spread(q)}  support {q['support']}{ranked}")
         mine = {k: v for k, v in result.get("questions", {}).items() if v["type"] == t}
         if len(mine) > 1:  # a type's mean can hide one question the model does not answer
             for text, v in mine.items():

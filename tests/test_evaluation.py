@@ -97,3 +97,26 @@ def test_eval_command_on_a_ucf_crime_layout(tmp_path, capsys):
     assert r["per_question"]["Fighting"]["support"] == 2
     assert "video-level F1" in capsys.readouterr().out
     assert main(["eval", "--labels", str(data / "labels.jsonl"), "--model", str(model), "--method", "bogus"]) == 2
+
+
+def test_f1_intervals_resample_blocks_and_pair_the_difference():
+    """The bootstrap interval holds the point estimate and narrows with more blocks; the same answers differ from
+    themselves by exactly 0; a method that misses a third of the Yes windows is worse than the reference on every
+    resample; and the intervals are the same on every run."""
+    rng = np.random.default_rng(1)
+    labels = [{"video": f"v{v}.mp4", "start": 2.0 * k, "question": "q", "type": "t",
+               "answer": "Yes" if rng.random() < 0.4 else "No"} for v in range(4) for k in range(120)]
+    truth = {(r["video"][:-4], r["start"], "q"): r["answer"] == "Yes" for r in labels}
+    good = {k: (0.8 if y else 0.2) if rng.random() < 0.9 else (0.3 if y else 0.7) for k, y in truth.items()}
+    worse = {k: 0.1 if y and rng.random() < 0.33 else p for (k, p), y in zip(good.items(), truth.values())}
+    w = window_scores(labels, good, 0.5, intervals=True)
+    lo, hi = w["per_question"]["t"]["f1_ci"]
+    assert lo < w["f1"] < hi and hi - lo < 0.15 and w["f1_ci"] == [lo, hi]
+    few = window_scores(labels[:120], good, 0.5, intervals=True)["f1_ci"]  # one video: 4 blocks of a minute
+    assert few[1] - few[0] > hi - lo
+    same = window_scores(labels, good, 0.5, ref=good, intervals=True)
+    assert same["f1_delta"] == 0 and same["f1_delta_ci"] == [0.0, 0.0]
+    d = window_scores(labels, worse, 0.5, ref=good, intervals=True)["per_question"]["t"]
+    assert d["f1_delta"] < 0 and d["f1_delta_ci"][1] < 0
+    assert window_scores(labels, worse, 0.5, ref=good, intervals=True)["per_question"]["t"] == d
+    assert "f1_ci" not in window_scores(labels, good, 0.5)

@@ -97,6 +97,10 @@ def test_e2e_bench_runs_on_generated_streams(heldout, tmp_path, capsys):
     full, ours = r["rows"][0], r["rows"][1]
     assert full["flops_fraction"] == full["time_ratio"] == 1.0 and full["windows"] == ours["windows"] > 0
     assert 0 < ours["tokens_fraction"] < 1 and 0 < ours["flops_fraction"] < 1
+    # F1 intervals; the difference to full is paired on the same windows and is none for full itself
+    assert "f1_delta" not in full and full["f1_ci"][0] <= full["f1"] <= full["f1_ci"][1]
+    lo, hi = ours["f1_delta_ci"]
+    assert ours["f1_delta"] == pytest.approx(ours["f1"] - full["f1"]) and lo <= ours["f1_delta"] <= hi
     aucs = [q["auc"] for q in full["per_question"].values() if q["auc"] is not None]
     assert aucs and full["auc"] == pytest.approx(np.mean(aucs))  # the table's AUC column: types count once
     assert [(c["kind"], c["method"]) for c in r["clips"]] == [("static", "full"), ("static", "codecsight")]

@@ -157,14 +157,15 @@ def clip_prefix(path: str, seconds: float) -> str:
 
 
 def print_table(result: dict):
-    head = f"{'method':32s} {'F1':>6s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} {'FLOPs':>7s} {'ViT':>6s} " \
-           f"{'LLM':>6s} {'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
+    head = f"{'method':32s} {'F1':>6s} {'vs full [95%]':>22s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} " \
+           f"{'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} {'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
     print(head)
     print("-" * len(head))
     for r in result["rows"]:
         stage = r.get("stage_time_ratio", {})
         ranked = f"{r['auc']:6.3f}" if r.get("auc") is not None else f"{'-':>6s}"
-        print(f"{r['method']:32s} {r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {ranked} "
+        delta = "{:+.3f} [{:+.3f},{:+.3f}]".format(r["f1_delta"], *r["f1_delta_ci"]) if "f1_delta" in r else "-"
+        print(f"{r['method']:32s} {r['f1']:6.3f} {delta:>22s} {r['precision']:6.3f} {r['recall']:6.3f} {ranked} "
               f"{r['tokens_fraction']:7.3f} "
               f"{r['flops_fraction']:7.3f} {r['vit_flops_fraction']:6.3f} {r['llm_flops_fraction']:6.3f} "
               f"{r['time_ratio']:6.3f} {stage.get('vit', 0):6.3f} {stage.get('prefill', 0):6.3f} "
@@ -190,8 +191,10 @@ def draw(rows: list[dict], path: str):
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in rows:
         ours = r["method"].startswith("codecsight")
-        ax.scatter(r["flops_fraction"], r["f1"], s=60 if ours else 40, marker="o" if ours else "s",
-                   color="tab:red" if ours else "tab:blue" if r["method"] != "full" else "black")
+        colour = "tab:red" if ours else "tab:blue" if r["method"] != "full" else "black"
+        ax.scatter(r["flops_fraction"], r["f1"], s=60 if ours else 40, marker="o" if ours else "s", color=colour)
+        if "f1_ci" in r:  # the bootstrap interval of F1 (`codecsight eval`)
+            ax.plot([r["flops_fraction"]] * 2, r["f1_ci"], color=colour, alpha=0.35, lw=1)
     fig.canvas.draw()  # fixes the limits, so label boxes can be placed in points
     placed = []  # label boxes (left, bottom, width) in points; every box is 8 points high
     for r in sorted(rows, key=lambda r: (r["flops_fraction"], r["f1"])):
@@ -207,7 +210,7 @@ def draw(rows: list[dict], path: str):
                     textcoords="offset points")
     ax.set_xlabel("FLOPs fraction of full compute (ViT + LLM prefill)")
     ax.set_ylabel("window-level F1 (held-out synthetic streams)")
-    ax.set_title("CodecSight (red) against peers (blue)")
+    ax.set_title("CodecSight (red) against peers (blue); bars: 95% intervals of F1")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -62,6 +62,12 @@ def prf(tp: int, fp: int, fn: int) -> dict:
     return {"precision": p, "recall": r, "f1": 2 * p * r / max(1e-12, p + r)}
 
 
+def outcomes(p: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
+    """(windows, 3) bool: true positive, false positive, false negative of P(Yes) >= threshold."""
+    got = p >= threshold
+    return np.stack([got & truth, got & ~truth, ~got & truth], 1)
+
+
 def auc(p: np.ndarray, truth: np.ndarray) -> float | None:
     """Area under the ROC curve: the chance that a Yes window scores above a No window (ties count half); 0.5 is
     a model that does not rank at all, whatever its F1. None without both answers."""
@@ -81,9 +87,8 @@ def f1_interval(p: np.ndarray, truth: np.ndarray, block: np.ndarray, threshold: 
     pick = np.random.default_rng(0).integers(0, len(ids), (resamples, len(ids)))
 
     def f1(q):
-        got = q >= threshold
         counts = np.zeros((len(ids), 3))
-        np.add.at(counts, inv, np.stack([got & truth, got & ~truth, ~got & truth], 1))
+        np.add.at(counts, inv, outcomes(q, truth, threshold))
         tp, fp, fn = counts[pick].sum(1).T
         return 2 * tp / np.maximum(1e-12, 2 * tp + fp + fn)
 
@@ -117,16 +122,13 @@ def window_scores(labels: list[dict], answers: dict, threshold: float, ref: dict
         return {g: tuple(map(np.array, zip(*v))) for g, v in sorted(rows.items())}
 
     def scores(p, truth, block, p_ref):
-        got = p >= threshold
-        out = {**prf(int((got & truth).sum()), int((got & ~truth).sum()), int((~got & truth).sum())),
+        out = {**prf(*outcomes(p, truth, threshold).sum(0).tolist()),
                "support": len(p), "positive": int(truth.sum()), "auc": auc(p, truth),
                "always_yes_f1": prf(int(truth.sum()), int((~truth).sum()), 0)["f1"]}
         if intervals:
             out["f1_ci"] = f1_interval(p, truth, block, threshold)
             if ref is not None:
-                got = p_ref >= threshold
-                out["f1_delta"] = out["f1"] - prf(int((got & truth).sum()), int((got & ~truth).sum()),
-                                                  int((~got & truth).sum()))["f1"]
+                out["f1_delta"] = out["f1"] - prf(*outcomes(p_ref, truth, threshold).sum(0).tolist())["f1"]
                 out["f1_delta_ci"] = f1_interval(p, truth, block, threshold, p_ref)
         return out
 

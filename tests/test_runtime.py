@@ -288,15 +288,9 @@ def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapte
     assert len({x.tokens_encoded for x in c}) == 1
     assert c[0].tokens_llm == c[0].tokens_encoded < c[1].tokens_llm < c[2].tokens_llm == c[3].tokens_llm == c[3].tokens
     # linger=1 by the plan: what a patch encodes, and what changed in it or the patch before
-    from codecsight.plan import TokenPlanner
-    from codecsight.signals import ChangeMap, Sampling, sample_frames
+    from codecsight.plan import plan_file
 
-    cmap, plans = ChangeMap(adapter.geometry, HW), []
-    planner = TokenPlanner(adapter.geometry, PlanConfig(refresh_every=4))
-    for s in sample_frames(clip8s, Sampling(2.0, HW)):
-        if (plan := planner.push(cmap.update(s))) is not None:
-            cmap.encoded(plan.keep)
-            plans.append(plan)
+    _, plans = plan_file(clip8s, adapter.geometry, HW, config=PlanConfig(refresh_every=4))
     assert sum(p.full for p in plans) == 2 and not plans[4].changed.all()  # a periodic refresh: the background
     shown = [p.keep | p.changed | (q.changed if q else False) for q, p in zip([None, *plans], plans)]
     assert c[1].tokens_llm == sum(int(s.sum()) for s in shown)

@@ -92,6 +92,12 @@ class PatchPlan:
         return self.reason != "changed"
 
     @property
+    def fresh(self) -> np.ndarray:
+        """The tokens that changed and were encoded: what a dropped grid's `linger` counts from (a full encoding
+        also refreshes tokens that did not change; a budget may leave changed ones out)."""
+        return self.changed & self.keep
+
+    @property
     def kept(self) -> int:
         return int(self.keep.sum())
 
@@ -176,3 +182,19 @@ class TokenPlanner:
             keep.flat[order[:limit]] = True
         self._stale = np.where(keep, 0, stale).astype(np.float32)
         return keep
+
+
+def plan_file(path: str, geometry: TokenGeometry, size: tuple[int, int], fps: float = 2.0,
+              config: PlanConfig = PlanConfig()) -> tuple[np.ndarray, list[PatchPlan]]:
+    """A whole file sampled and planned as the runtime does (the change map told what each plan encoded): the
+    sampled RGB frames (N, H, W, 3) and one plan per complete temporal patch."""
+    from codecsight.signals import ChangeMap, Sampling, sample_frames
+
+    cmap, planner = ChangeMap(geometry, size), TokenPlanner(geometry, config)
+    frames, plans = [], []
+    for s in sample_frames(path, Sampling(fps, size)):
+        frames.append(s.rgb)
+        if (plan := planner.push(cmap.update(s))) is not None:
+            cmap.encoded(plan.keep)
+            plans.append(plan)
+    return np.stack(frames), plans

@@ -21,7 +21,6 @@ Checkpoints go to --out every few minutes; the same command resumes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -35,13 +34,12 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from codecsight.models import load_adapter
-from codecsight.plan import TokenPlanner
+from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
 from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
-from codecsight.signals import ChangeMap, Sampling, sample_frames
 from codecsight.synth.labels import window_labels
 from codecsight.synth.scene import COLOURS, KINDS, scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
@@ -51,7 +49,7 @@ from codecsight.vision.preprocess import video_pixel_values
 class Stream:
     frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
     keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
-    changed: np.ndarray  # (N // 2, rows, cols) bool: what its change map flagged (`PatchPlan.changed`)
+    changed: np.ndarray  # (N // 2, rows, cols) bool: what changed and was encoded (`PatchPlan.fresh`)
     targets: torch.Tensor | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
     any_colour: bool = False  # objects in arbitrary colours (synth split `anycolour`): no colour targets
 
@@ -74,23 +72,15 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
     for i, name in enumerate(names):
         path = os.path.join(data, name)
         cached = path[:-4] + f".samples-{INPUT_HW[0]}x{INPUT_HW[1]}.npz"
-        fresh = os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path)
-        with np.load(cached) if fresh else contextlib.nullcontext({}) as z:
-            old = "changed" not in z  # caches of session 9 and before lack it
-            if not old:
-                frames, keep, changed = z["frames"], z["keep"], z["changed"]
-        if old:
-            cmap = ChangeMap(geometry, INPUT_HW)
-            planner = TokenPlanner(geometry)
-            frames, plans = [], []
-            for s in sample_frames(path, Sampling(RUNTIME["fps"], INPUT_HW)):
-                frames.append(s.rgb)
-                plan = planner.push(cmap.update(s))
-                if plan is not None:
-                    cmap.encoded(plan.keep)
-                    plans.append(plan)
-            frames = np.stack(frames)
-            keep, changed = np.stack([p.keep for p in plans]), np.stack([p.changed for p in plans])
+        z = {}
+        if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
+            with np.load(cached) as f:
+                z = dict(f)
+        if "changed" in z:  # caches of session 9 and before lack it
+            frames, keep, changed = z["frames"], z["keep"], z["changed"]
+        else:
+            frames, plans = plan_file(path, geometry, INPUT_HW, RUNTIME["fps"])
+            keep, changed = np.stack([p.keep for p in plans]), np.stack([p.fresh for p in plans])
             np.savez(cached, frames=frames, keep=keep, changed=changed)
         with open(path[:-4] + ".json") as f:
             scene_json = json.load(f)
@@ -225,8 +215,7 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
         # tokens the plan does not re-encode keep their last encoding (a window starts encoded)
         lo = ex.first // t
         keep = torch.from_numpy(stream.keep[lo:lo + gt].reshape(gt, rows * cols))
-        span = slice(max(0, lo - linger), lo + gt)  # changed and encoded, as the runtime counts it
-        changed = torch.from_numpy((stream.changed[span] & stream.keep[span]).reshape(-1, rows * cols))
+        changed = torch.from_numpy(stream.changed[max(0, lo - linger):lo + gt].reshape(-1, rows * cols))
         before = len(changed) - gt
         out, last = [embeds[0]], embeds[0]
         for i in range(1, gt):

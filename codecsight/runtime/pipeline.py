@@ -148,12 +148,10 @@ class StreamPipeline:
             return None
         frames, self._frames = self._frames, []
         rgb = np.stack([f.rgb for f in frames])
-        # what changed and was encoded: the codec plan's change map (a full encoding also refreshes tokens that did
-        # not change, a budget may leave changed ones out); the other selectors keep exactly what they judge changed
-        changed = self._plan.changed & self._plan.keep if self.method.select == "codec" else None
+        plan = self._plan  # _select consumes it
         keep = self._select(rgb)
-        if changed is None:
-            changed = keep if keep is not None else np.ones(self.grid, bool)
+        # what changed and was encoded, for `linger`: the other selectors keep exactly what they judge changed
+        changed = plan.fresh if self.method.select == "codec" else np.ones(self.grid, bool) if keep is None else keep
         self.counters.seconds["plan"] += time.perf_counter() - t0
         n = self.grid[0] * self.grid[1]
         self.counters.patches += 1

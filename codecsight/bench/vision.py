@@ -42,14 +42,11 @@ def clip_windows(path: str, n_windows: int):
     """The first n_windows 16-frame windows of a clip: per window, the frames of each temporal patch and the
     plan's keep mask."""
     from codecsight.geometry import QWEN2_5_VL
-    from codecsight.plan import TokenPlanner
-    from codecsight.signals import ChangeMap, Sampling, sample_frames
+    from codecsight.plan import planned_samples
 
-    changes, planner = ChangeMap(QWEN2_5_VL, SIZE), TokenPlanner(QWEN2_5_VL)
     patches, pending = [], []
-    for sampled in sample_frames(path, Sampling(fps=2.0, size=SIZE)):
+    for sampled, _, plan in planned_samples(path, QWEN2_5_VL, SIZE):
         pending.append(sampled.rgb)
-        plan = planner.push(changes.update(sampled))
         if plan is not None:
             patches.append((pending, plan.keep))
             pending = []

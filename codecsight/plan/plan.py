@@ -184,17 +184,22 @@ class TokenPlanner:
         return keep
 
 
-def plan_file(path: str, geometry: TokenGeometry, size: tuple[int, int], fps: float = 2.0,
-              config: PlanConfig = PlanConfig()) -> tuple[np.ndarray, list[PatchPlan]]:
-    """A whole file sampled and planned as the runtime does (the change map told what each plan encoded): the
-    sampled RGB frames (N, H, W, 3) and one plan per complete temporal patch."""
+def planned_samples(path: str, geometry: TokenGeometry, size: tuple[int, int], fps: float = 2.0,
+                    config: PlanConfig = PlanConfig()):
+    """A file sampled and planned as the runtime does (the change map told what each plan encoded): per sampled
+    frame, (the frame, its token change, the plan of the temporal patch it completes or None)."""
     from codecsight.signals import ChangeMap, Sampling, sample_frames
 
     cmap, planner = ChangeMap(geometry, size), TokenPlanner(geometry, config)
-    frames, plans = [], []
     for s in sample_frames(path, Sampling(fps, size)):
-        frames.append(s.rgb)
-        if (plan := planner.push(cmap.update(s))) is not None:
+        change = cmap.update(s)
+        if (plan := planner.push(change)) is not None:
             cmap.encoded(plan.keep)
-            plans.append(plan)
-    return np.stack(frames), plans
+        yield s, change, plan
+
+
+def plan_file(path: str, geometry: TokenGeometry, size: tuple[int, int], fps: float = 2.0,
+              config: PlanConfig = PlanConfig()) -> tuple[np.ndarray, list[PatchPlan]]:
+    """The sampled RGB frames (N, H, W, 3) of a whole file and one plan per complete temporal patch."""
+    steps = list(planned_samples(path, geometry, size, fps, config))
+    return np.stack([s.rgb for s, _, _ in steps]), [p for _, _, p in steps if p is not None]

@@ -164,6 +164,18 @@ def test_absurd_training_shares_are_refused():
             main(["--data", "x", "--heldout", "y", *bad])
 
 
+def test_type_balance_weighs_each_asked_type_alike():
+    """Four colour questions and one fall: each colour answer weighs a quarter; withheld ones count for nothing."""
+    types = ["colour"] * 4 + ["kind", "kind", "fall"]
+    answers = [1, 0, 0, 0, 1, 0, 1]
+    pos = {"colour": 2.0, "kind": 3.0, "fall": 4.0}
+    w = answer_weights(types, answers, pos, blind=False, type_balance=True)
+    assert w.tolist() == [0.5, 0.25, 0.25, 0.25, 1.5, 0.5, 4.0]
+    w = answer_weights(types, answers, pos, blind=True, type_balance=True)  # colour not asked: kind halves only
+    assert w.tolist() == [0.0] * 4 + [1.5, 0.5, 4.0]
+    assert answer_weights(types, answers, pos, blind=True).tolist() == [0.0] * 4 + [3.0, 1.0, 4.0]
+
+
 def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():
     """Natural colours: colour, events and (by default) kind are asked; with --kind-from-shape kind and position are
     not, in answers and in per-token targets. Grey or recoloured: colour is not asked, kind is, weighted by class

@@ -176,10 +176,15 @@ def withheld(colour: bool, shape: bool, blind: bool, kind_from_shape: bool) -> b
 
 
 def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, float], blind: bool,
-                   kind_from_shape: bool = False) -> torch.Tensor:
-    """Weight of each question's answer loss: a positive weighs its type's class balance; 0 where `withheld`."""
-    return torch.tensor([0.0 if withheld(t == "colour", t in SHAPE_TYPES, blind, kind_from_shape)
-                         else pos_weight[t] if a else 1.0 for a, t in zip(answers, types)])
+                   kind_from_shape: bool = False, type_balance: bool = False) -> torch.Tensor:
+    """Weight of each question's answer loss: a positive weighs its type's class balance; 0 where `withheld`.
+    type_balance: each type asked weighs alike in total (a window asks four colours but one "fall")."""
+    w = torch.tensor([0.0 if withheld(t == "colour", t in SHAPE_TYPES, blind, kind_from_shape)
+                      else pos_weight[t] if a else 1.0 for a, t in zip(answers, types)])
+    if type_balance:
+        asked = [t for t, x in zip(types, w.tolist()) if x > 0]
+        w = w / torch.tensor([max(1, asked.count(t)) for t in types])
+    return w
 
 
 def target_mask(blind: bool, kind_from_shape: bool = False) -> torch.Tensor:
@@ -298,6 +303,8 @@ def main(argv=None) -> int:
     p.add_argument("--kind-from-shape", action="store_true", help="ask kind and position (and train the kind "
                    "targets) only in grey or recoloured windows: in natural colours each kind comes in a few colours "
                    "only, and the model learns colour as evidence against a kind (a green ball is no ball)")
+    p.add_argument("--type-balance", action="store_true", help="every question type asked in a window weighs alike in "
+                   "the answer loss (without: every question does, so the four colour questions outweigh 'fall')")
     p.add_argument("--pruned", type=float, default=0.6, help="share of windows shown as the codec plan prunes them "
                    "(half with cached, half with dropped tokens); 0: every window at full compute")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
@@ -395,7 +402,8 @@ def main(argv=None) -> int:
                 pruning = "cached"
             fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint)
             target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
-            weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape)
+            weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
+                                    args.type_balance)
             loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
             answer_sum += loss.item() / args.batch
             # the answer word and then the end of the turn over the whole vocabulary, so that generated text

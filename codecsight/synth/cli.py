@@ -8,6 +8,7 @@ Qwen temporal patches (2 frames). Defaults: 2 fps, 16 samples (8 s), stride 4 sa
 Split `heldout` uses background textures, palettes and colour-kind combinations that `train` never contains.
 Split `anycolour` is `train` with every object in an arbitrary colour (none near a held-out combination's) and
 colour questions left unlabelled while such an object is in view, for training kind from shape.
+`--stumble P` makes a share P of episodes near-falls (an object leans and straightens up), hard negatives for "fall".
 `--relabel` writes labels-w{W}-s{S}.jsonl for other windows and strides from the scene files of an existing OUT
 (the videos stay as they are): `codecsight eval --labels OUT/labels-w8-s2.jsonl --window 8 --stride 2`.
 """
@@ -31,6 +32,8 @@ def add_arguments(p):
     p.add_argument("--rate", type=float, default=2.0, help="sampling rate of the windows, fps")
     p.add_argument("--window", type=int, default=16, help="window length in samples")
     p.add_argument("--stride", type=int, default=4, help="window stride in samples")
+    p.add_argument("--stumble", type=float, default=0.0, help="share of episodes that are near-falls (an object "
+                   "leans and straightens up): hard negatives for 'fall' (default 0: the scenes of earlier versions)")
     p.add_argument("--relabel", action="store_true", help="only label OUT's existing streams for --window and "
                    "--stride (into labels-wW-sS.jsonl)")
 
@@ -45,17 +48,19 @@ def run(args) -> int:
         raise ConfigError("--window and --stride must be positive whole temporal patches (multiples of 2)")
     if args.minutes <= 0 or args.video_minutes <= 0:
         raise ConfigError("--minutes and --video-minutes must be positive")
+    if not 0 <= args.stumble < 1:
+        raise ConfigError(f"--stumble must be a share in [0, 1), got {args.stumble}")
     if args.relabel:
         print(f"wrote {relabel(args.out, args.rate, args.window, args.stride)}")
         return 0
     generate(args.out, args.seed, args.minutes, args.split, args.video_minutes, (int(w), int(h)),
-             args.rate, args.window, args.stride)
+             args.rate, args.window, args.stride, stumble=args.stumble)
     return 0
 
 
 def generate(out: str, seed: int, minutes: float, split: str = "train", video_minutes: float = 2.0,
              size: tuple[int, int] = (320, 240), rate: float = 2.0, window: int = 16, stride: int = 4,
-             progress: bool = True) -> str:
+             progress: bool = True, stumble: float = 0.0) -> str:
     """Write the videos and labels; returns the labels path."""
     import numpy as np
 
@@ -71,7 +76,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
         t0 = time.time()
         duration = min(video_minutes * 60, total - i * video_minutes * 60)
         rng = np.random.default_rng([seed, SPLITS[split], i])
-        scene = make_scene(rng, split, duration, *size)
+        scene = make_scene(rng, split, duration, *size, stumble=stumble)
         fps = scene.style.fps
         enc = Encoding(fps, gop=int(round(fps * rng.choice([1.0, 1.5, 2.0]))),
                        bframes=int(rng.choice([0, 2])), crf=int(rng.integers(23, 29)))
@@ -94,7 +99,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
             f.write(json.dumps(r) + "\n")
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
-                   "stride": stride, "size": list(size), "videos": n_videos}, f, indent=1)
+                   "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble}, f, indent=1)
     return labels
 
 

@@ -117,7 +117,10 @@ def _rotate(u, v, tilt):
 
 # ---- timeline --------------------------------------------------------------------------------------------------
 
-def make_scene(rng: np.random.Generator, split: str, duration: float, width: int = 320, height: int = 240) -> Scene:
+def make_scene(rng: np.random.Generator, split: str, duration: float, width: int = 320, height: int = 240,
+               stumble: float = 0.0) -> Scene:
+    """`stumble`: share of episodes that are near-falls (hard negatives for "fall"); at 0 no draw is spent on it,
+    so every seed's scene stays what it was before the option existed."""
     style = Style(
         width=width, height=height, fps=int(rng.choice([10, 12, 15, 20, 25, 30])),
         texture=str(rng.choice(TEXTURES[split])),
@@ -130,7 +133,10 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
     while t < duration - 2:
         alive = sum(1 for o in objects if o.t0 <= t <= o.t1)
         if alive < 4:
-            episode = rng.choice(["cross", "visit", "meet", "fall"], p=[0.3, 0.2, 0.25, 0.25])
+            if stumble > 0 and rng.random() < stumble:
+                episode = "stumble"
+            else:
+                episode = rng.choice(["cross", "visit", "meet", "fall"], p=[0.3, 0.2, 0.25, 0.25])
             objects += EPISODES[episode](rng, split, style, t, len(objects))
         t += float(rng.exponential(7.0)) + 1.0
     return Scene(style, duration, objects)
@@ -233,7 +239,22 @@ def _fall(rng, split, style, t, oid):
     return [o]
 
 
-EPISODES = {"cross": _cross, "visit": _visit, "meet": _meet, "fall": _fall}
+def _stumble(rng, split, style, t, oid):
+    """A fall's start without the fall: walks in, maybe stops, leans (15-35 degrees, never lying), straightens up,
+    walks out. Teaches "fall" to look for the lying object rather than for the stop before it."""
+    o, x0, x1, speed = _arrive(rng, split, style, t, oid, kinds=CAN_FALL)
+    _walk(o.keys, float(rng.uniform(0.25, 0.75) * style.width), speed,
+          pause=float(rng.uniform(0.5, 3.0)) if rng.random() < 0.5 else 0.0)
+    tf, x, y, _ = o.keys[-1]
+    tilt = float(rng.choice([-1.0, 1.0]) * rng.uniform(15, 35))
+    tf += float(rng.uniform(0.4, 0.8))
+    hold = float(rng.uniform(0.5, 3.0))
+    o.keys += [(tf, x, y, tilt), (tf + hold, x, y, tilt), (tf + hold + 1.0, x, y, 0.0)]
+    _walk(o.keys, x0 if rng.random() < 0.5 else x1, speed)
+    return [o]
+
+
+EPISODES = {"cross": _cross, "visit": _visit, "meet": _meet, "fall": _fall, "stumble": _stumble}
 
 
 # ---- rendering -------------------------------------------------------------------------------------------------

@@ -225,33 +225,39 @@ def _meet(rng, split, style, t, oid):
     return [a, b]
 
 
-def _fall(rng, split, style, t, oid):
-    """An object walks in, maybe stops, tips over, lies for a while, gets up and walks out."""
+def _tip(rng, split, style, t, oid, pose):
+    """An object walks in, maybe stops, tips to `pose(rng)` = (tilt, seconds to tip, seconds held), straightens up
+    in 1 s and walks out."""
     o, x0, x1, speed = _arrive(rng, split, style, t, oid, kinds=CAN_FALL)
     _walk(o.keys, float(rng.uniform(0.25, 0.75) * style.width), speed,
           pause=float(rng.uniform(0.5, 3.0)) if rng.random() < 0.5 else 0.0)
     tf, x, y, _ = o.keys[-1]
-    tilt = float(rng.choice([-90.0, 90.0]))
-    lie = float(rng.uniform(3, 10))
-    tf += float(rng.uniform(0.4, 0.8))
-    o.keys += [(tf, x, y, tilt), (tf + lie, x, y, tilt), (tf + lie + 1.0, x, y, 0.0)]
-    _walk(o.keys, x0 if rng.random() < 0.5 else x1, speed)
-    return [o]
-
-
-def _stumble(rng, split, style, t, oid):
-    """A fall's start without the fall: walks in, maybe stops, leans (15-35 degrees, never lying), straightens up,
-    walks out. Teaches "fall" to look for the lying object rather than for the stop before it."""
-    o, x0, x1, speed = _arrive(rng, split, style, t, oid, kinds=CAN_FALL)
-    _walk(o.keys, float(rng.uniform(0.25, 0.75) * style.width), speed,
-          pause=float(rng.uniform(0.5, 3.0)) if rng.random() < 0.5 else 0.0)
-    tf, x, y, _ = o.keys[-1]
-    tilt = float(rng.choice([-1.0, 1.0]) * rng.uniform(15, 35))
-    tf += float(rng.uniform(0.4, 0.8))
-    hold = float(rng.uniform(0.5, 3.0))
+    tilt, tip, hold = pose(rng)
+    tf += tip
     o.keys += [(tf, x, y, tilt), (tf + hold, x, y, tilt), (tf + hold + 1.0, x, y, 0.0)]
     _walk(o.keys, x0 if rng.random() < 0.5 else x1, speed)
     return [o]
+
+
+def _fall_pose(rng):
+    """Lying on its side for 3-10 s (draws in the order the generator always had)."""
+    tilt, lie = float(rng.choice([-90.0, 90.0])), float(rng.uniform(3, 10))
+    return tilt, float(rng.uniform(0.4, 0.8)), lie
+
+
+def _stumble_pose(rng):
+    """Leaning 15-35 degrees, never lying, for 0.5-3 s: a fall's start without the fall, so that "fall" is learnt
+    from the lying object rather than from the stop before it."""
+    tilt = float(rng.choice([-1.0, 1.0]) * rng.uniform(15, 35))
+    return tilt, float(rng.uniform(0.4, 0.8)), float(rng.uniform(0.5, 3.0))
+
+
+def _fall(rng, split, style, t, oid):
+    return _tip(rng, split, style, t, oid, _fall_pose)
+
+
+def _stumble(rng, split, style, t, oid):
+    return _tip(rng, split, style, t, oid, _stumble_pose)
 
 
 EPISODES = {"cross": _cross, "visit": _visit, "meet": _meet, "fall": _fall, "stumble": _stumble}

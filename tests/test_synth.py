@@ -188,3 +188,15 @@ def test_stumbles_are_near_falls_labelled_no():
     assert not any(0 < max(abs(k[3]) for k in o.keys) < 90 for o in make_scene(np.random.default_rng(0), "train",
                                                                                  600.0).objects)
 
+
+
+def test_synth_rejects_bad_parameters(tmp_path, capsys):
+    """Absurd parameters are a clear error (exit 2) before anything is written."""
+    from codecsight.cli import main
+
+    out = tmp_path / "never"
+    for bad, says in ((["--stumble", "1.5"], "--stumble must be a share"), (["--size", "321x240"], "even sides"),
+                      (["--window", "7"], "multiples of 2"), (["--minutes", "0"], "must be positive")):
+        assert main(["synth", "--out", str(out), *bad]) == 2
+        assert says in capsys.readouterr().err
+    assert not out.exists()

@@ -182,12 +182,13 @@ def test_stumbles_are_near_falls_labelled_no():
         fall = [r["answer"] for r in window_labels(scene, 2.0, 8, 2) if r["type"] == "fall"]
         assert ("Yes" in fall) == fell and fall
         assert scene_states(scene, np.arange(0, 40.0, 0.5)).upright.min() < 1  # it did lean
-    tilts = [max(abs(k[3]) for k in o.keys) for o in make_scene(np.random.default_rng(0), "train", 600.0,
-                                                                   stumble=0.3).objects]
-    assert any(15 <= t <= 35 for t in tilts) and all(t <= 35 or t == 90 for t in tilts)
-    assert not any(0 < max(abs(k[3]) for k in o.keys) < 90 for o in make_scene(np.random.default_rng(0), "train",
-                                                                                 600.0).objects)
+    def peak_tilts(stumble):
+        scene = make_scene(np.random.default_rng(0), "train", 600.0, stumble=stumble)
+        return [max(abs(k[3]) for k in o.keys) for o in scene.objects]
 
+    tilts = peak_tilts(0.3)
+    assert any(15 <= t <= 35 for t in tilts) and all(t <= 35 or t == 90 for t in tilts)
+    assert not any(0 < t < 90 for t in peak_tilts(0.0))
 
 
 def test_synth_rejects_bad_parameters(tmp_path, capsys):

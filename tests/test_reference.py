@@ -221,8 +221,9 @@ def test_token_targets_mark_what_lies_under_each_token():
 def test_anycolour_streams_train_without_colour(ref, tmp_path):
     """A stream of split `anycolour` loads as colour-blind (training withholds its colour answers and targets), and
     a `train` stream does not; decoded samples and the plan's masks are cached beside the video, and a cache
-    without the change masks (session 9 and before) is rebuilt."""
+    without the change masks (session 9 and before) or planned under another change rule is rebuilt."""
     from codecsight.reference.train import load_streams
+    from codecsight.signals import ChangeRule
     from codecsight.synth.cli import generate
 
     for split in ("train", "anycolour"):
@@ -238,3 +239,7 @@ def test_anycolour_streams_train_without_colour(ref, tmp_path):
     np.savez(cache, frames=stream.frames[:2], keep=stream.keep[:1])  # an old cache, and not this video's
     rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
     assert np.array_equal(rebuilt.changed, stream.changed) and len(rebuilt.frames) == 12
+    np.savez(cache, frames=stream.frames, keep=~stream.keep, changed=~stream.changed,
+             rule=np.array(repr(ChangeRule(sub_blocks=1))))  # whole, but planned under another rule
+    rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
+    assert np.array_equal(rebuilt.changed, stream.changed) and np.array_equal(rebuilt.keep, stream.keep)

@@ -195,11 +195,13 @@ def test_token_mean_abs_diff_subset_equals_full():
     assert part[0, 1] == 0 and np.allclose(part[mask], full[mask])
     worst = token_mean_abs_diff(a, b, 28, sub=4)  # the masked path scores sub-blocks as the full one does
     assert np.allclose(token_mean_abs_diff(a, b, 28, mask, sub=4)[mask], worst[mask]) and (worst > full).all()
+    assert (token_mean_abs_diff(a, b, 28, sub=2) >= full).all()  # the default flags all the token mean does
 
 
 def test_sub_blocks_catch_a_small_object_the_token_mean_averages_away():
     """A 7x7 px object moving within one 28 px token changes 49 of its 784 pixels by 80 grey levels: the token
-    mean is 5 (under the 6 of the default rule), the worst 7 px sub-block's mean is 80."""
+    mean is 5 (under the 6 of the rule), the worst 14 px sub-block's mean (the default) is 20, the worst 7 px
+    one's is 80."""
     a = np.zeros((56, 56), np.float32)
     b = a.copy()
     b[35:42, 7:14] = 80
@@ -209,8 +211,8 @@ def test_sub_blocks_catch_a_small_object_the_token_mean_averages_away():
     sig = lambda i: FrameSignal(i, i * 0.5, "I" if i == 0 else "P", i == 0, 10, 32, 32,
                                 np.full((2, 2), 5.0, np.float32), np.zeros((2, 2, 2), np.float32),
                                 np.full((2, 2), True))
-    for sub, flagged in [(1, False), (4, True)]:
-        cmap = ChangeMap(QWEN2_5_VL, (56, 56), ChangeRule(pixel_tau=6.0, sub_blocks=sub))
+    for rule, flagged in [(ChangeRule(sub_blocks=1), False), (ChangeRule(), True), (ChangeRule(sub_blocks=4), True)]:
+        cmap = ChangeMap(QWEN2_5_VL, (56, 56), rule)
         cmap.update(SampledFrame(sig(0), np.zeros((56, 56, 3), np.uint8)))
         rgb = np.zeros((56, 56, 3), np.uint8)
         rgb[35:42, 7:14] = 80

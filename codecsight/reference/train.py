@@ -39,6 +39,7 @@ from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
 from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.methods import METHODS
+from codecsight.signals import ChangeRule
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import window_labels
 from codecsight.synth.scene import COLOURS, KINDS, scene_from_json
@@ -66,7 +67,9 @@ class Example:
 
 def load_streams(data: str, geometry) -> dict[str, Stream]:
     """Every stream of a split decoded and planned as the runtime does; kept beside the videos as .npz after the
-    first time (decoding 30 streams takes minutes, and training restarts)."""
+    first time (decoding 30 streams takes minutes, and training restarts). A cache planned under another change
+    rule than the runtime's (or before session 10, without the change masks) is planned again."""
+    rule = repr(ChangeRule())
     out = {}
     names = sorted(f for f in os.listdir(data) if f.endswith(".mp4"))
     for i, name in enumerate(names):
@@ -76,12 +79,12 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
         if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
             with np.load(cached) as f:
                 z = dict(f)
-        if "changed" in z:  # caches of session 9 and before lack it
+        if "changed" in z and str(z.get("rule")) == rule:
             frames, keep, changed = z["frames"], z["keep"], z["changed"]
         else:
             frames, plans = plan_file(path, geometry, INPUT_HW, RUNTIME["fps"])
             keep, changed = np.stack([p.keep for p in plans]), np.stack([p.fresh for p in plans])
-            np.savez(cached, frames=frames, keep=keep, changed=changed)
+            np.savez(cached, frames=frames, keep=keep, changed=changed, rule=np.array(rule))
         with open(path[:-4] + ".json") as f:
             scene_json = json.load(f)
         scene = scene_from_json(scene_json)

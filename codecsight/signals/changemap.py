@@ -5,8 +5,8 @@ Rule (two stages, cheap on native camera encodes):
    intra-coded or moved by at least `mv_px`; a token is a candidate if any macroblock under its footprint is.
    Native encoders put noise vectors and intra blocks on static noisy areas, so candidates are generous
    (high recall, poor precision): a token without any codec evidence is skipped with no pixel work at all.
-2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of its pixels (with
-   `sub_blocks` > 1: of its worst sub-block, so that a small object moving within a token is not averaged away)
+2. Pixel check of the candidates only. A candidate token changed when the mean |dY| of the worst of its
+   `sub_blocks` x `sub_blocks` blocks (so that a small object moving within a token is not averaged away)
    exceeds `pixel_tau` grey levels against the previous sample (what changed since we last looked) or against the pixels
    it had when it was last encoded (slow drift must not accumulate unseen under a cached embedding).
 Frames without per-block data (HEVC without libde265, damaged GOPs), the first frame and a resolution change are
@@ -33,7 +33,11 @@ class ChangeRule:
     intra: bool = True  # ... or was intra-coded: a missing vector is not low motion
     pixel_tau: float = 6.0  # mean |dY| (grey levels) against the last encoded pixels that counts as change
     verify: bool = True  # False: codec candidates are the decision (no pixel work)
-    sub_blocks: int = 1  # score a token by the worst of its sub_blocks x sub_blocks blocks (1: the whole token)
+    # Score a token by the worst of its sub_blocks x sub_blocks blocks (1: the whole token's mean). The worst block's
+    # mean is never below the token's, so 2 flags all that 1 does (cached tokens are never staler) and the small
+    # objects 1 averages away: on three held-out splits it cut the F1 gap to full from 3-4 points to 1-2 for 0.02-0.03
+    # more of full's FLOPs, and cost less on the real clips than pixel_tau 4 for more F1 (README, session 13).
+    sub_blocks: int = 2
 
     def __post_init__(self):
         if not 0 <= self.mv_px <= 1024:

@@ -42,8 +42,9 @@ class PlanConfig:
     refresh_every: at least one full encoding every this many temporal patches (None: only key frames and cuts).
     budget: at most this fraction of a temporal patch's tokens in a partial plan, highest scores first (None: all).
 
-    Defaults, measured on the three shared clips (2 fps, 448x448, Qwen2.5-VL geometry, default ChangeRule, the
-    change map's reference pixels following what the plan encoded; /work/notes/helper-flops-plan-measure.py):
+    Defaults, measured on the three shared clips (2 fps, 448x448, Qwen2.5-VL geometry, the ChangeRule of then
+    (token mean, before sub-blocks), the change map's reference pixels following what the plan encoded;
+    /work/notes/helper-flops-plan-measure.py):
     cost = encoded token fraction, staleness = mean |dY| between a token's current pixels and those it was last
     encoded from. sticky off: the change map already compares against the last *encoded* pixels, so drift is caught
     without it; on the bottle clip sticky raised the cost from 0.535 to 0.716 (N=8) and only lowered staleness

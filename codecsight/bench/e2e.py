@@ -15,7 +15,7 @@ import tempfile
 BUDGET_MATCHED = ("uniform", "evs")  # run at the token share CodecSight achieves in the same run
 METHODS = ["full", "codecsight", "codecsight-vit", "codecsight-kv", "codecsight-cached", "uniform", "evs", "pixel",
            "stc", "reuse-none", "cacheblend", "vlcache", "codecsight:kv_budget=0.25",
-           "codecsight:vit_mode=isolated", "codecsight:pixel_tau=4", "codecsight:linger=0"]
+           "codecsight:vit_mode=isolated", "codecsight:sub_blocks=1", "codecsight:linger=0"]
 
 
 def add_arguments(p):
@@ -33,7 +33,7 @@ def add_arguments(p):
                    help="model for the real-clip throughput: medium random weights with real proportions "
                         "(compute dominates, as for real models), or the reference VLM")
     p.add_argument("--clip-size", type=int, default=336, help="square input side for the real clips")
-    p.add_argument("--clip-methods", default="full,codecsight,uniform,evs,pixel,stc,cacheblend",
+    p.add_argument("--clip-methods", default="full,codecsight,codecsight:sub_blocks=1,uniform,evs,pixel,stc,cacheblend",
                    help="methods timed on the real clips (full first)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
 

@@ -39,8 +39,8 @@ from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
 from codecsight.reference.targets import CLASSES, token_targets
 from codecsight.runtime.methods import METHODS
-from codecsight.signals import ChangeRule
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
+from codecsight.signals import ChangeRule
 from codecsight.synth.labels import window_labels
 from codecsight.synth.scene import COLOURS, KINDS, scene_from_json
 from codecsight.vision.preprocess import video_pixel_values

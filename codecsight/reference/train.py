@@ -13,9 +13,9 @@ saturation and brightness scaled) without their colour questions; with --kind-fr
 asked about kind and position.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in a share of the
-windows (--pruned, 0.6) the tokens the plan would not re-encode take the embedding of their last encoding (the
-runtime's `cached` grid) in one half and are left out (`dropped`, after lingering as the runtime's default lets
-them) in the other; in the rest every token is fresh.
+windows (--pruned, 0.6) the tokens the plan would not re-encode are left out (`dropped`, after lingering as the
+runtime's default lets them; --dropped of those windows, 0.5) or take the embedding of their last encoding (the
+runtime's `cached` grid); in the rest every token is fresh.
 Checkpoints go to --out every few minutes; the same command resumes.
 """
 from __future__ import annotations
@@ -309,7 +309,9 @@ def main(argv=None) -> int:
     p.add_argument("--type-balance", action="store_true", help="every question type asked in a window weighs alike in "
                    "the answer loss (without: every question does, so the four colour questions outweigh 'fall')")
     p.add_argument("--pruned", type=float, default=0.6, help="share of windows shown as the codec plan prunes them "
-                   "(half with cached, half with dropped tokens); 0: every window at full compute")
+                   "(see --dropped); 0: every window at full compute")
+    p.add_argument("--dropped", type=float, default=0.5, help="share of the pruned windows whose unchanged tokens are "
+                   "left out (the runtime's default style), the rest show them cached")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
@@ -325,8 +327,9 @@ def main(argv=None) -> int:
                 "about kind")
     if args.end_loss < 0:
         p.error(f"--end-loss is a loss weight, >= 0 (got {args.end_loss})")
-    if not 0 <= args.pruned <= 1:
-        p.error(f"--pruned is a share of the windows, within [0, 1] (got {args.pruned})")
+    for name in ("pruned", "dropped"):
+        if not 0 <= getattr(args, name) <= 1:
+            p.error(f"--{name} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
@@ -398,7 +401,8 @@ def main(argv=None) -> int:
             # it the colour questions and targets, so that kind is learned from shape.
             tint = draw_tint(random, args.grey, args.recolour)
             blind = tint is not None or stream.any_colour
-            pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned / 2, args.pruned / 2))[0]
+            pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned * (1 - args.dropped),
+                                                args.pruned * args.dropped))[0]
             if pruning == "dropped" and ex.length < RUNTIME["window"]:
                 # a dropped window holds what does not move only if the plan's periodic full encoding falls
                 # inside it, which the runtime's window guarantees and a short one does not

@@ -243,3 +243,36 @@ def test_anycolour_streams_train_without_colour(ref, tmp_path):
              rule=np.array(repr(ChangeRule(sub_blocks=1))))  # whole, but planned under another rule
     rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
     assert np.array_equal(rebuilt.changed, stream.changed) and np.array_equal(rebuilt.keep, stream.keep)
+
+
+def test_step_vocabulary_changes_no_value_or_gradient(ref):
+    """Gathering the rows a training step reads once (train.StepVocabulary) gives the forward and the embedding
+    table's gradient of reading the whole table at every lookup; an id outside the gathered rows is refused."""
+    from codecsight.reference.train import step_vocabulary
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (4, *INPUT_HW, 3), dtype=np.uint8)
+    stream = Stream(frames, *[np.ones((2, 6, 8), bool)] * 2)
+    qs = [QUESTIONS[0].text, QUESTIONS[-1].text]
+    ex = Example("s", 0, qs, [1, 0], ["colour", "fall"], length=4)
+    args = (ref.chat_system(SYSTEM_PROMPT), {q: ref.chat_question(q) for q in qs})
+    table = ref.language_model().embed_tokens.weight
+    grads, outs = [], []
+    for gathered in (False, True):
+        ref.model.zero_grad()
+        if gathered:
+            with step_vocabulary(ref, ref.tokenizer.get_vocab().values()) as vocab:
+                fwd = window_forward(ref, stream, ex, "none", *args, answers=ex.answers)
+                loss = fwd.yes_no.sum() + (fwd.end @ table.T).logsumexp(-1).sum()
+                with pytest.raises(KeyError, match="outside"):
+                    vocab(torch.tensor([1000]))
+        else:
+            fwd = window_forward(ref, stream, ex, "none", *args, answers=ex.answers)
+            loss = fwd.yes_no.sum() + (fwd.end @ table.T).logsumexp(-1).sum()
+        loss.backward()
+        grads.append(table.grad.clone())
+        outs.append(fwd.yes_no.detach())
+    assert ref.language_model().embed_tokens.weight is table  # restored after the block
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-7) and grads[1].abs().sum() > 0
+    ref.model.zero_grad()

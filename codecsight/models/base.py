@@ -173,8 +173,7 @@ class ModelAdapter:
     def embed_text(self, ids):
         import torch
 
-        emb = self.language_model().embed_tokens
-        return emb(torch.as_tensor(list(ids), dtype=torch.long, device=emb.weight.device))
+        return self.language_model().embed_tokens(torch.as_tensor(list(ids), dtype=torch.long, device=self.model.device))
 
     def values(self, layer: int, hidden):
         """Value projections (1, kv_heads, n, head_dim) of hidden states entering `layer` (CacheBlend's check)."""

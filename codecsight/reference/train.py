@@ -26,6 +26,7 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,8 +122,8 @@ class Forward:
     """One window through the model: what the losses and the held-out report need."""
 
     yes_no: torch.Tensor  # (Q, 2) logits of "Yes" and "No" at each question's answer position
-    answer: torch.Tensor  # (Q, vocab) logits at the answer position
-    end: torch.Tensor | None  # (Q, vocab) logits after the given answer word (should be <|im_end|>)
+    answer: torch.Tensor  # (Q, hidden) final (normed) state at the answer position: its logits are answer @ table.T
+    end: torch.Tensor | None  # (Q, hidden) final state after the given answer word (should give <|im_end|>)
     vision: torch.Tensor  # (temporal patches, tokens, hidden): the vision tower's output, before substitution
     hidden: torch.Tensor  # (kept tokens, hidden): the language model's middle state at the visual tokens it saw
     kept: torch.Tensor  # (temporal patches * tokens,) bool: which tokens of the window the language model saw
@@ -196,6 +197,9 @@ def target_mask(blind: bool, kind_from_shape: bool = False) -> torch.Tensor:
                         dtype=torch.float32)
 
 
+# questions per window whose answer word and end of turn are scored over the whole vocabulary (a sample of them:
+# an unbiased estimate of the mean over all of them, at a 151,668-row product per row)
+VOCABULARY_ROWS = 2
 PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the codec plan does not re-encode
 
 
@@ -257,9 +261,48 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
            past_key_values=batch, use_cache=True).last_hidden_state
     ends = torch.tensor([len(q) - 1 for q in q_ids])
     at = ends - 1 if answers is not None else ends
-    answer = adapter.model.lm_head(h[torch.arange(Q), at])  # the text model's output is already normed
-    end = adapter.model.lm_head(h[torch.arange(Q), ends]) if answers is not None else None
-    return Forward(answer[:, [yes, no]], answer, end, vision, hidden, keep.flatten())
+    answer = h[torch.arange(Q), at]  # the text model's output is already normed
+    end = h[torch.arange(Q), ends] if answers is not None else None
+    # the output layer is the tied embedding table: the two rows read through the input embedding, which a
+    # training step gathers once (`step_vocabulary`)
+    yes_no = answer @ adapter.embed_text([yes, no]).T
+    return Forward(yes_no, answer, end, vision, hidden, keep.flatten())
+
+
+class StepVocabulary(torch.nn.Module):
+    """The rows of a tied (vocabulary, hidden) embedding table that a training step reads, gathered once per step.
+
+    Every lookup in the whole table gives all of its 151,668 x 48 entries a dense gradient in backward (a 29 MB
+    fill and add per lookup, and a window makes a dozen: the system prompt, the text around each frame, the
+    questions, the Yes/No rows); gathered once, the step pays that once. Same values, so the forward is unchanged."""
+
+    def __init__(self, table: torch.nn.Embedding, ids):
+        super().__init__()
+        self.ids = torch.tensor(sorted(set(ids)))
+        self.rows = table.weight[self.ids]
+        self.slot = torch.full((table.num_embeddings,), -1)
+        self.slot[self.ids] = torch.arange(len(self.ids))
+
+    def forward(self, ids):
+        slot = self.slot[ids]
+        if (slot < 0).any():
+            raise KeyError(f"ids outside the step's vocabulary: {sorted(set(ids[slot < 0].tolist()))}")
+        return self.rows[slot]
+
+
+@contextmanager
+def step_vocabulary(adapter, ids):
+    """Within the block the language model embeds text through a `StepVocabulary` of `ids` (tied models only:
+    the output layer's rows are read through it too)."""
+    if not adapter.model.config.get_text_config().tie_word_embeddings:
+        raise ValueError("a step vocabulary reads the output layer through the input embedding: untied model")
+    lm = adapter.language_model()
+    table = lm.embed_tokens
+    lm.embed_tokens = StepVocabulary(table, ids)
+    try:
+        yield lm.embed_tokens
+    finally:
+        lm.embed_tokens = table
 
 
 def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none") -> dict:
@@ -346,7 +389,8 @@ def main(argv=None) -> int:
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size
     aux = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(CLASSES)) for k in ("vision", "hidden")})
-    opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01,
+                            fused=True)  # one pass over the 7.3 M-entry embedding table, not a dozen
     step, spent, best = 0, 0.0, -1.0
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False)
@@ -382,6 +426,7 @@ def main(argv=None) -> int:
 
     yes, no = adapter.yes_no_ids()
     stop = min(adapter.stop_ids())
+    vocabulary = adapter.tokenizer.get_vocab().values()  # every id a training step reads (a word-level tokenizer)
     log = open(os.path.join(args.out, "train.log"), "a")
     t_start, t_ckpt = time.time() - spent, time.time()
     budget = args.minutes * 60
@@ -391,45 +436,52 @@ def main(argv=None) -> int:
         for g in opt.param_groups:  # warm-up, then cosine over the time budget
             g["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
         opt.zero_grad()
-        loss_sum = answer_sum = 0.0
+        answer_sum = 0.0
         stage = int(frac / args.curriculum_share) if args.curriculum_share > 0 else len(stages)
         pool = stages[stage][1] if stage < len(stages) else examples
-        for ex in random.sample(pool, args.batch):
-            stream = train[ex.stream]
-            # Every training person has one of a few colours, so colour is a shortcut to kind that fails on the
-            # held-out combinations (a blue person): in some windows the colour is taken away or changed, and with
-            # it the colour questions and targets, so that kind is learned from shape.
-            tint = draw_tint(random, args.grey, args.recolour)
-            blind = tint is not None or stream.any_colour
-            pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned * (1 - args.dropped),
-                                                args.pruned * args.dropped))[0]
-            if pruning == "dropped" and ex.length < RUNTIME["window"]:
-                # a dropped window holds what does not move only if the plan's periodic full encoding falls
-                # inside it, which the runtime's window guarantees and a short one does not
-                pruning = "cached"
-            fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint)
-            target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
-            weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
-                                    args.type_balance)
-            loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
-            answer_sum += loss.item() / args.batch
-            # the answer word and then the end of the turn over the whole vocabulary, so that generated text
-            # reads "Yes"/"No" and stops; weak, so that the yes/no decision drives learning from the first step
-            word = torch.tensor([yes if a else no for a in ex.answers])
-            said = (weight > 0).float()
-            loss = loss + args.end_loss * (
-                (F.cross_entropy(fwd.answer, word, reduction="none") * said).sum() / said.sum()
-                + F.cross_entropy(fwd.end, torch.full_like(word, stop)))
-            if args.aux:
-                first = ex.first // adapter.geometry.temporal
-                tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
-                seen = target_mask(blind, args.kind_from_shape)
-                for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
-                                      ("hidden", fwd.hidden, fwd.kept)):
-                    loss = loss + args.aux * F.binary_cross_entropy_with_logits(
-                        aux[name](h), tokens[rows], weight=seen, pos_weight=torch.tensor(4.0))
-            (loss / args.batch).backward()
-            loss_sum += loss.item() / args.batch
+        total, scored = 0.0, []  # scored: (final states, target ids, weights) for the whole-vocabulary loss
+        with step_vocabulary(adapter, vocabulary):
+            for ex in random.sample(pool, args.batch):
+                stream = train[ex.stream]
+                # Every training person has one of a few colours, so colour is a shortcut to kind that fails on the
+                # held-out combinations (a blue person): in some windows the colour is taken away or changed, and
+                # with it the colour questions and targets, so that kind is learned from shape.
+                tint = draw_tint(random, args.grey, args.recolour)
+                blind = tint is not None or stream.any_colour
+                pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned * (1 - args.dropped),
+                                                    args.pruned * args.dropped))[0]
+                if pruning == "dropped" and ex.length < RUNTIME["window"]:
+                    # a dropped window holds what does not move only if the plan's periodic full encoding falls
+                    # inside it, which the runtime's window guarantees and a short one does not
+                    pruning = "cached"
+                fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint)
+                target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
+                weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
+                                        args.type_balance)
+                loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
+                answer_sum += loss.item() / args.batch
+                # the answer word and then the end of the turn over the whole vocabulary, so that generated text
+                # reads "Yes"/"No" and stops; weak, so that the yes/no decision drives learning from the first step
+                said = [i for i, w in enumerate(weight.tolist()) if w > 0]
+                words = [yes if a else no for a in ex.answers]
+                for rows, states, ids in ((said, fwd.answer, words), (range(len(words)), fwd.end, [stop] * len(words))):
+                    pick = random.sample(list(rows), min(VOCABULARY_ROWS, len(rows)))
+                    scored.append((states[pick], [ids[i] for i in pick], [args.end_loss / len(pick)] * len(pick)))
+                if args.aux:
+                    first = ex.first // adapter.geometry.temporal
+                    tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
+                    seen = target_mask(blind, args.kind_from_shape)
+                    for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
+                                          ("hidden", fwd.hidden, fwd.kept)):
+                        loss = loss + args.aux * F.binary_cross_entropy_with_logits(
+                            aux[name](h), tokens[rows], weight=seen, pos_weight=torch.tensor(4.0))
+                total = total + loss
+            states, ids, w = (torch.cat([x[0] for x in scored]), [i for x in scored for i in x[1]],
+                              torch.tensor([v for x in scored for v in x[2]]))
+            logits = states @ adapter.model.lm_head.weight.T  # one product with the whole table per step
+            total = total + (F.cross_entropy(logits, torch.tensor(ids), reduction="none") * w).sum()
+            (total / args.batch).backward()
+        loss_sum = total.item() / args.batch
         torch.nn.utils.clip_grad_norm_([*adapter.model.parameters(), *aux.parameters()], 1.0)
         opt.step()
         step += 1

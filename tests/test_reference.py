@@ -276,3 +276,43 @@ def test_step_vocabulary_changes_no_value_or_gradient(ref):
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
     assert torch.allclose(grads[0], grads[1], atol=1e-7) and grads[1].abs().sum() > 0
     ref.model.zero_grad()
+
+
+def test_event_targets_tell_each_token_what_happened_since_the_window_began():
+    """A box falls over at 2-3 s: in a window from 0 s its tokens say "fall" from the patch where it lies, never
+    before and nowhere else; in a window that starts with it lying nothing fell. A ball rolls in from the left and
+    stops: "enter" from the patch it is in view, "stop" once it stood still for two intervals."""
+    from codecsight.reference.targets import EVENTS, event_targets, scene_track
+    from codecsight.synth.scene import Obj, Scene, Style
+
+    style = Style(320, 240, 10, "blobs", (128, 122, 112), 2.0, 0.0, 60.0, 0.0)
+    box = Obj(0, "box", "blue", 60.0, [(0.0, 200.0, 220.0, 0.0), (2.0, 200.0, 220.0, 0.0), (3.0, 200.0, 220.0, 90.0),
+                                       (8.0, 200.0, 220.0, 90.0)])
+    ball = Obj(1, "ball", "red", 40.0, [(0.0, -20.0, 100.0, 0.0), (1.5, 70.0, 100.0, 0.0), (8.0, 70.0, 100.0, 0.0)])
+    track = scene_track(Scene(style, 8.0, [box, ball]), rate=2.0, rows=6, cols=8)
+    ev = {e: event_targets(track, 0, 8)[..., i].reshape(4, 6, 8) for i, e in enumerate(EVENTS)}
+    assert ev["fall"][:3].sum() == 0 and ev["fall"][3].sum() >= 1  # lying from sample 6 (3 s)
+    assert (ev["fall"][3] <= track.cover[0, 6:8].reshape(2, 6, 8).any(0)).all()  # only where the box lies
+    assert ev["enter"][0].sum() >= 1 and ev["enter"][3, 2, 1] == 1 and ev["enter"][3, 5, 6] == 0  # ball, not box
+    assert ev["stop"][:2].sum() == 0 and ev["stop"][2:, 2, 1].all()  # moving to 1.5 s, still at 2.0 and 2.5 s
+    assert ev["touch"].sum() == 0
+    later = event_targets(track, 8, 8)  # samples 8-15 (4-8 s): the box lies throughout, the ball stands
+    assert later.shape == (4, 48, len(EVENTS)) and later.sum() == 0
+
+
+def test_object_events_at_a_window_end_are_its_labels():
+    """On a generated stream, every labelled window's event answer (enter, stop, touch, fall) is the max over
+    objects of their event flags at its last sample: the targets and the labels are one rule."""
+    from codecsight.reference.targets import EVENTS, object_events, scene_track
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import make_scene
+
+    scene = make_scene(np.random.default_rng(7), "train", 120.0)
+    track = scene_track(scene, rate=2.0, rows=6, cols=8)
+    seen = {e: [0, 0] for e in EVENTS}
+    for r in window_labels(scene, 2.0, 16, 4):
+        if r["type"] in EVENTS:
+            got = object_events(track, round(r["start"] * 2), 16)[:, -1, EVENTS.index(r["type"])].max()
+            assert got == (r["answer"] == "Yes"), r
+            seen[r["type"]][r["answer"] == "Yes"] += 1
+    assert all(no > 0 and yes > 0 for no, yes in seen.values()), seen

@@ -4,49 +4,130 @@ A yes/no answer is one bit per question and window, and the object a question is
 384 tokens: from that signal alone the small model drifted to the class prior (session 1: visual tokens grew more
 alike as training went on). These targets tell every visual token what lies under it (colour, kind, moving,
 fallen), so the vision tower learns the features and the language model keeps them where questions can find them.
+
+Event targets (session 15) do the same for the event questions, which stayed underfit even on training streams:
+a token is told whether the object under it has entered, stopped, touched another or fallen since the window
+began, by the rules of the labels (`synth.labels`). The language model is causal, so a token of the window's k-th
+temporal patch sees the patches before it: "fell" there is the comparison the answer needs (upright earlier,
+lying now), made where the object is, and the answer only has to find such a token.
 They are used in training only; the shipped model has no extra head.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from codecsight.synth.labels import sample_frames_at
+from codecsight.synth.labels import States, sample_frames_at, scene_states
 from codecsight.synth.scene import COLOURS, KINDS, Scene
 
 CLASSES = (*COLOURS, *KINDS, "moving", "fallen")
+EVENTS = ("enter", "stop", "touch", "fall")  # "leave" has no token: the object is gone when it has happened
 
 
-def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2) -> np.ndarray:
-    """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1}: a class is on for a token when an object
-    of it covers at least a third of the token's footprint, or a third of the object lies in it, in any frame of
-    the temporal patch. An object in an arbitrary colour (split `anycolour`) sets its kind only: training shows
-    such streams without colour targets. Samples sit where `codecsight.signals.sample_frames` puts them."""
+def _sample_times(scene: Scene, rate: float) -> np.ndarray:
+    """Seconds of each sample, where `codecsight.signals.sample_frames` puts them."""
     st = scene.style
-    frames = sample_frames_at(st.fps, rate, round(scene.duration * st.fps))
-    times = np.array(frames) / st.fps
-    th, tw = st.height / rows, st.width / cols
+    return np.array(sample_frames_at(st.fps, rate, round(scene.duration * st.fps))) / st.fps
+
+
+def object_cover(scene: Scene, times: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(objects, samples, rows, cols) bool: an object covers a token when it covers at least a third of the token's
+    footprint, or a third of the object lies in it."""
+    th, tw = scene.style.height / rows, scene.style.width / cols
     y0s, x0s = np.arange(rows)[:, None] * th, np.arange(cols)[None] * tw
-    out = np.zeros((len(times), rows, cols, len(CLASSES)), np.float32)
-    for o in scene.objects:
-        on = [CLASSES.index(o.kind)] + ([CLASSES.index(o.colour)] if o.colour in COLOURS else [])
-        prev = None
+    out = np.zeros((len(scene.objects), len(times), rows, cols), bool)
+    for i, o in enumerate(scene.objects):
         for k, t in enumerate(times):
-            s = o.state(float(t))
-            if s is None:
-                prev = None
+            if (s := o.state(float(t))) is None:
                 continue
             x0, y0, x1, y1 = o.bbox(*s)
             ix = np.clip(np.minimum(x1, x0s + tw) - np.maximum(x0, x0s), 0, None)
             iy = np.clip(np.minimum(y1, y0s + th) - np.maximum(y0, y0s), 0, None)
-            inter = ix * iy
-            cover = (inter >= tw * th / 3) | (inter >= (x1 - x0) * (y1 - y0) / 3)
+            out[i, k] = (ix * iy >= tw * th / 3) | (ix * iy >= (x1 - x0) * (y1 - y0) / 3)
+    return out
+
+
+def _by_temporal_patch(x: np.ndarray, temporal: int) -> np.ndarray:
+    """(samples, ...) -> (temporal patches, ...): max over each patch's frames; a last odd frame is repeated."""
+    if pad := -len(x) % temporal:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return x.reshape(-1, temporal, *x.shape[1:]).max(axis=1)
+
+
+def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2) -> np.ndarray:
+    """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1}: a class is on for a token when an object of
+    it covers the token (`object_cover`) in any frame of the temporal patch. An object in an arbitrary colour
+    (split `anycolour`) sets its kind only: training shows such streams without colour targets."""
+    times = _sample_times(scene, rate)
+    cover = object_cover(scene, times, rows, cols)
+    out = np.zeros((len(times), rows, cols, len(CLASSES)), np.float32)
+    for i, o in enumerate(scene.objects):
+        on = [CLASSES.index(o.kind)] + ([CLASSES.index(o.colour)] if o.colour in COLOURS else [])
+        prev = None
+        for k, t in enumerate(times):
+            if (s := o.state(float(t))) is None:
+                prev = None
+                continue
             cls = list(on)
             if prev is not None and np.hypot(s[0] - prev[0], s[1] - prev[1]) > 3.0:
                 cls.append(CLASSES.index("moving"))
             if abs(s[2]) >= 60:
                 cls.append(CLASSES.index("fallen"))
-            out[k][cover] = np.maximum(out[k][cover], np.isin(np.arange(len(CLASSES)), cls))
+            out[k][cover[i, k]] = np.maximum(out[k][cover[i, k]], np.isin(np.arange(len(CLASSES)), cls))
             prev = s
-    if pad := -len(out) % temporal:
-        out = np.concatenate([out, np.repeat(out[-1:], pad, axis=0)])
-    return out.reshape(-1, temporal, rows * cols, len(CLASSES)).max(axis=1)
+    return _by_temporal_patch(out, temporal).reshape(-1, rows * cols, len(CLASSES))
+
+
+@dataclass
+class SceneTrack:
+    """What the event targets of any window need from a scene, computed once per stream: the labels' per-object
+    facts at every sample and which tokens each object covers."""
+
+    states: States
+    cover: np.ndarray  # (objects, samples, rows * cols) bool
+    pairs: list[tuple[int, int]]  # the object pairs of states.touching, in its order
+
+
+def scene_track(scene: Scene, rate: float, rows: int, cols: int) -> SceneTrack:
+    times = _sample_times(scene, rate)
+    n = len(scene.objects)
+    cover = object_cover(scene, times, rows, cols).reshape(n, len(times), rows * cols)
+    return SceneTrack(scene_states(scene, times), cover, [(a, b) for a in range(n) for b in range(a + 1, n)])
+
+
+def _happened(before: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Kleene 'exists i < j <= k with before[i] and now[j]' for every k, per row (the labels' `_then`, cumulative)."""
+    earlier = np.concatenate([np.zeros_like(before[:, :1]), np.maximum.accumulate(before[:, :-1], axis=1)], axis=1)
+    return np.maximum.accumulate(np.minimum(earlier, now), axis=1)
+
+
+def object_events(track: SceneTrack, first: int, n: int) -> np.ndarray:
+    """(objects, n, len(EVENTS)) in {0, 0.5, 1}: whether each event has happened to an object between the window's
+    first sample and each of its samples, by the rules of the window labels (`synth.labels`); at the window's last
+    sample, the max over objects is the window's answer."""
+    st, w = track.states, slice(first, first + n)
+    out = np.zeros((len(st.kinds), n, len(EVENTS)))
+    out[..., EVENTS.index("enter")] = _happened(1 - st.visible[:, w], st.visible[:, w])
+    out[..., EVENTS.index("fall")] = _happened(st.upright[:, w], st.fallen[:, w])
+    # stop: a moving interval, then two still ones; complete at the sample that ends the second
+    mv, still = st.moving[:, first:first + n - 1], st.still[:, first:first + n - 1]
+    if n >= 4:
+        done = np.minimum(mv[:, :-2], np.minimum(still[:, 1:-1], still[:, 2:]))
+        out[:, 3:, EVENTS.index("stop")] = np.maximum.accumulate(done, axis=1)
+    if track.pairs:
+        touched = _happened(1 - st.touching[:, w], st.touching[:, w])
+        for p, (a, b) in enumerate(track.pairs):
+            for o in (a, b):
+                out[o, :, EVENTS.index("touch")] = np.maximum(out[o, :, EVENTS.index("touch")], touched[p])
+    return out
+
+
+def event_targets(track: SceneTrack, first: int, n: int, temporal: int = 2) -> np.ndarray:
+    """(n // temporal, tokens, len(EVENTS)) float32: per token of each temporal patch of the window starting at
+    sample `first`, the events that have happened to the objects covering it (`object_events`); 0.5 where the
+    labels would call it borderline."""
+    ev = object_events(track, first, n)  # (objects, n, E)
+    cover = track.cover[:, first:first + n]  # (objects, n, tokens)
+    out = (cover[..., None] * ev[:, :, None, :]).max(axis=0, initial=0.0)  # (n, tokens, E)
+    return _by_temporal_patch(out, temporal).astype(np.float32)

@@ -38,7 +38,7 @@ from codecsight.models import load_adapter
 from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
-from codecsight.reference.targets import CLASSES, token_targets
+from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targets, scene_track, token_targets
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeRule
@@ -54,6 +54,7 @@ class Stream:
     changed: np.ndarray  # (N // 2, rows, cols) bool: what changed and was encoded (`PatchPlan.fresh`)
     targets: torch.Tensor | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
     any_colour: bool = False  # objects in arbitrary colours (synth split `anycolour`): no colour targets
+    track: SceneTrack | None = None  # what each window's event targets are made from (targets.py)
 
 
 @dataclass
@@ -93,7 +94,8 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
         any_colour = scene_json.get("split") == "anycolour"
-        out[path] = Stream(frames, keep, changed, torch.from_numpy(targets[:len(keep)]), any_colour)
+        track = scene_track(scene, RUNTIME["fps"], *keep.shape[1:])
+        out[path] = Stream(frames, keep, changed, torch.from_numpy(targets[:len(keep)]), any_colour, track)
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
 
@@ -356,6 +358,9 @@ def main(argv=None) -> int:
     p.add_argument("--dropped", type=float, default=0.5, help="share of the pruned windows whose unchanged tokens are "
                    "left out (the runtime's default style), the rest show them cached")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
+    p.add_argument("--events", type=float, default=0.0, help="weight of the per-token event targets on the LLM's "
+                   "middle state (targets.event_targets: has the object under a token entered, stopped, touched or "
+                   "fallen since the window began); 0: none")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
@@ -370,6 +375,8 @@ def main(argv=None) -> int:
                 "about kind")
     if args.end_loss < 0:
         p.error(f"--end-loss is a loss weight, >= 0 (got {args.end_loss})")
+    if args.events < 0:
+        p.error(f"--events is a loss weight, >= 0 (got {args.events})")
     for name in ("pruned", "dropped"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
@@ -389,6 +396,7 @@ def main(argv=None) -> int:
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size
     aux = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(CLASSES)) for k in ("vision", "hidden")})
+    aux["events"] = torch.nn.Linear(width, len(EVENTS))
     opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01,
                             fused=True)  # one pass over the 7.3 M-entry embedding table, not a dozen
     step, spent, best = 0, 0.0, -1.0
@@ -475,6 +483,11 @@ def main(argv=None) -> int:
                                           ("hidden", fwd.hidden, fwd.kept)):
                         loss = loss + args.aux * F.binary_cross_entropy_with_logits(
                             aux[name](h), tokens[rows], weight=seen, pos_weight=torch.tensor(4.0))
+                if args.events:
+                    events = torch.from_numpy(event_targets(stream.track, ex.first, ex.length,
+                                                            adapter.geometry.temporal)).flatten(0, 1)[fwd.kept]
+                    loss = loss + args.events * F.binary_cross_entropy_with_logits(
+                        aux["events"](fwd.hidden), events, pos_weight=torch.tensor(4.0))
                 total = total + loss
             states, ids, w = (torch.cat([x[0] for x in scored]), [i for x in scored for i in x[1]],
                               torch.tensor([v for x in scored for v in x[2]]))

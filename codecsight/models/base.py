@@ -173,7 +173,8 @@ class ModelAdapter:
     def embed_text(self, ids):
         import torch
 
-        return self.language_model().embed_tokens(torch.as_tensor(list(ids), dtype=torch.long, device=self.model.device))
+        ids = torch.as_tensor(list(ids), dtype=torch.long, device=self.model.device)
+        return self.language_model().embed_tokens(ids)
 
     def values(self, layer: int, hidden):
         """Value projections (1, kv_heads, n, head_dim) of hidden states entering `layer` (CacheBlend's check)."""

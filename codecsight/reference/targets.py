@@ -55,13 +55,16 @@ def _by_temporal_patch(x: np.ndarray, temporal: int) -> np.ndarray:
     return x.reshape(-1, temporal, *x.shape[1:]).max(axis=1)
 
 
-def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2) -> np.ndarray:
+def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2,
+                  cover: np.ndarray | None = None) -> np.ndarray:
     """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1}: a class is on for a token when an object of
     it covers the token (`object_cover`) in any frame of the temporal patch. An object in an arbitrary colour
-    (split `anycolour`) sets its kind only: training shows such streams without colour targets."""
+    (split `anycolour`) sets its kind only: training shows such streams without colour targets. cover: the
+    scene's (objects, samples, rows * cols) `object_cover` where the caller has it (`SceneTrack.cover`)."""
     times = _sample_times(scene, rate)
-    cover = object_cover(scene, times, rows, cols)
-    out = np.zeros((len(times), rows, cols, len(CLASSES)), np.float32)
+    if cover is None:
+        cover = object_cover(scene, times, rows, cols).reshape(len(scene.objects), len(times), rows * cols)
+    out = np.zeros((len(times), rows * cols, len(CLASSES)), np.float32)
     for i, o in enumerate(scene.objects):
         on = [CLASSES.index(o.kind)] + ([CLASSES.index(o.colour)] if o.colour in COLOURS else [])
         prev = None
@@ -76,7 +79,7 @@ def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int
                 cls.append(CLASSES.index("fallen"))
             out[k][cover[i, k]] = np.maximum(out[k][cover[i, k]], np.isin(np.arange(len(CLASSES)), cls))
             prev = s
-    return _by_temporal_patch(out, temporal).reshape(-1, rows * cols, len(CLASSES))
+    return _by_temporal_patch(out, temporal)
 
 
 @dataclass

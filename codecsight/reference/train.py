@@ -90,11 +90,11 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
         with open(path[:-4] + ".json") as f:
             scene_json = json.load(f)
         scene = scene_from_json(scene_json)
-        targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal)
+        track = scene_track(scene, RUNTIME["fps"], *keep.shape[1:])
+        targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal, cover=track.cover)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
         any_colour = scene_json.get("split") == "anycolour"
-        track = scene_track(scene, RUNTIME["fps"], *keep.shape[1:])
         out[path] = Stream(frames, keep, changed, torch.from_numpy(targets[:len(keep)]), any_colour, track)
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out

@@ -159,7 +159,7 @@ def test_recolouring_draws_its_shares_and_reaches_the_heldout_white():
 def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
                 ["--end-loss", "-1"], ["--dropped", "1.2"], ["--dropped", "-0.1"],
-                ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"]):
+                ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

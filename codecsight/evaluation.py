@@ -32,6 +32,7 @@ def add_arguments(p):
     p.add_argument("--window", type=int, default=None, help="window in samples (default: meta.json, else 16)")
     p.add_argument("--stride", type=int, default=None, help="stride in samples (default: meta.json, else 4)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
 
 
 def read_labels(path: str, prompt: str = PROMPT) -> list[dict]:
@@ -249,7 +250,7 @@ def run(args) -> int:
     meta = meta_defaults(args.labels)
     fps, window, stride = (args.fps or meta.get("rate", 2.0), args.window or meta.get("window", 16),
                            args.stride or meta.get("stride", 4))
-    adapter = load_adapter(args.model)
+    adapter = load_adapter(args.model, device=args.device)
     root = os.path.dirname(os.path.abspath(args.labels))
     base = None
     if args.method != "full":  # fractions are against full compute in the same run

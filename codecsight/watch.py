@@ -30,6 +30,8 @@ def add_arguments(p):
     p.add_argument("--size", type=int, default=None, help="square model input side in px (default: the model's)")
     p.add_argument("--answer-tokens", type=int, default=8, help="bound on each answer's text; 0: P(Yes) only, "
                    "no text (cheaper: the output layer is the largest single cost of answering)")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:N or auto "
+                   "(default: %(default)s)")
     p.add_argument("--jsonl", metavar="PATH", help="write every event here, one JSON object per line")
     p.add_argument("--quiet", action="store_true", help="print only yes-events and the summary")
 
@@ -52,7 +54,7 @@ def run(args) -> int:
     if not 0 <= args.threshold <= 1:
         raise ConfigError(f"threshold must be within [0, 1], got {args.threshold}")
     print(f"loading {args.model or 'the bundled reference VLM'} ...", file=sys.stderr, flush=True)
-    adapter = load_adapter(args.model)
+    adapter = load_adapter(args.model, device=args.device)
     defaults = (getattr(adapter.config, "codecsight", None) or {})
     t = adapter.geometry.temporal
     fps = args.fps or defaults.get("fps", 2.0)

@@ -29,13 +29,15 @@ def add_arguments(p):
     p.add_argument("--clip-seconds", type=float, default=30.0, help="seconds of each clip to time")
     p.add_argument("--static-streams", type=int, default=2,
                    help="also time this many of the labelled (static-camera) streams with the clip model")
-    p.add_argument("--clip-model", choices=("medium", "reference"), default="medium",
+    p.add_argument("--clip-model", choices=("medium", "large", "reference"), default="medium",
                    help="model for the real-clip throughput: medium random weights with real proportions "
-                        "(compute dominates, as for real models), or the reference VLM")
+                        "(compute dominates, as for real models), large (Qwen2.5-VL-7B shapes, random weights: for "
+                        "a GPU), or the reference VLM")
     p.add_argument("--clip-size", type=int, default=336, help="square input side for the real clips")
     p.add_argument("--clip-methods", default="full,codecsight,codecsight:sub_blocks=1,uniform,evs,pixel,stc,cacheblend",
                    help="methods timed on the real clips (full first)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
 
 
 def run(args) -> int:
@@ -43,12 +45,14 @@ def run(args) -> int:
 
     from codecsight.evaluation import evaluate, meta_defaults, read_labels
     from codecsight.models import load_adapter
+    from codecsight.models.base import resolve_device
 
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     # full first (the base of every fraction), codecsight next: the budget-matched peers take its token share
     asked = [m for m in args.methods.split(",") if m and m not in ("full", "codecsight")]
     specs = ["full", "codecsight"] + asked
-    adapter = load_adapter(args.model)
+    adapter = load_adapter(args.model, device=device)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
@@ -71,10 +75,12 @@ def run(args) -> int:
             rows.append(row)
             print(f"  F1 {row['f1']:.3f}  FLOPs {row['flops_fraction']:.3f}  time {row['time_ratio']:.3f}", flush=True)
         clip_model = adapter
-        if args.clip_model == "medium":
+        if args.clip_model != "reference":
             from codecsight.bench.medium import medium_adapter
 
-            clip_model = medium_adapter()
+            print(f"making the {args.clip_model} random-weight model on {device} ...", flush=True)
+            clip_model = medium_adapter(size=args.clip_model, device=device,
+                                        dtype=torch.bfloat16 if device != "cpu" else None)
         side = clip_model.geometry.snap(args.clip_size, args.clip_size)
         videos = sorted({r["video"] for r in labels})[:max(0, args.static_streams)]
         clips = [(os.path.join(args.videos, f), "real") for f in _clips(args.videos)] + \
@@ -82,12 +88,13 @@ def run(args) -> int:
         print(f"throughput of {len(clips)} clips with the {args.clip_model} model ...", flush=True)
         throughput = clip_throughput(clip_model, [m for m in args.clip_methods.split(",") if m], clips,
                                      args.clip_seconds, side)
-    from codecsight.bench.medium import DESCRIPTION
+    from codecsight.bench.medium import SIZES
 
-    result = {"model": args.model or "bundled reference VLM", "data": args.data or f"generated held-out, "
+    result = {"model": args.model or "bundled reference VLM", "device": _device_name(device),
+              "data": args.data or f"generated held-out, "
               f"{args.minutes:g} min, seed 1", "rows": rows, "clips": throughput,
               "clip_means": clip_means(throughput),
-              "clip_model": DESCRIPTION if args.clip_model == "medium" else "the reference VLM",
+              "clip_model": SIZES[args.clip_model][2] if args.clip_model in SIZES else "the reference VLM",
               "notes": "fractions and ratios against full in the same run; F1 is window-level, Yes = positive; "
                        "time is wall time of the whole pipeline (decode, ViT, prefill, answers)"}
     print_table(result)
@@ -97,6 +104,12 @@ def run(args) -> int:
         draw(rows, plot)
         print(f"wrote {plot}")
     return 0
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
 
 
 def _clips(videos: str) -> list[str]:
@@ -157,6 +170,7 @@ def clip_prefix(path: str, seconds: float) -> str:
 
 
 def print_table(result: dict):
+    print(f"device: {result.get('device', 'cpu')}")
     head = f"{'method':32s} {'F1':>6s} {'vs full [95%]':>22s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} " \
            f"{'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} {'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
     print(head)

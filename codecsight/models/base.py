@@ -71,10 +71,12 @@ class ModelAdapter:
 
     @classmethod
     def from_pretrained(cls, id_or_path: str, dtype=None, device: str = "cpu") -> "ModelAdapter":
-        """Load weights by hub id or local folder (dtype: a torch dtype, or None for the checkpoint's own)."""
+        """Load weights by hub id or local folder (dtype: a torch dtype, or None for the checkpoint's own) onto
+        `device` (see `resolve_device`)."""
         import torch
         import transformers
 
+        device = resolve_device(device)
         model = getattr(transformers, cls.model_class).from_pretrained(id_or_path, dtype=dtype or "auto")
         if dtype is None and device == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
             model = model.float()  # weights stored in half precision; CPU kernels want float32
@@ -92,9 +94,11 @@ class ModelAdapter:
         raise NotImplementedError
 
     @classmethod
-    def tiny(cls, seed: int = 0, **overrides) -> "ModelAdapter":
+    def tiny(cls, seed: int = 0, device: str = "cpu", dtype=None, **overrides) -> "ModelAdapter":
         """A randomly initialised model of the real class from a tiny config, for tests. Overrides merge into
-        the tiny config one level deep, e.g. tiny(vision_config={"depth": 8}, text_config={...})."""
+        the tiny config one level deep, e.g. tiny(vision_config={"depth": 8}, text_config={...}). The weights are
+        made on `device` (a model of real size is initialised there in seconds, on a CPU in minutes), in float32
+        or `dtype`."""
         import torch
         import transformers
 
@@ -106,7 +110,9 @@ class ModelAdapter:
                 cfg[key] = value
         config = getattr(transformers, cls.config_class)(**cfg)
         torch.manual_seed(seed)
-        return cls(getattr(transformers, cls.model_class)(config).float())
+        with torch.device(resolve_device(device)):
+            model = getattr(transformers, cls.model_class)(config)
+        return cls(model.to(dtype or torch.float32))
 
     # ---- vision side (token plan, pruned ViT) -------------------------------------------------------------
     # Frames come in at the model input size (whole tokens of `geometry`); `pixel_values` turns them into patch
@@ -170,6 +176,14 @@ class ModelAdapter:
             return f"partial rotary: {2 * rope.inv_freq.numel()} of {head_dim} head dims rotate"
         return None
 
+    def synchronize(self) -> None:
+        """Wait for the model's device to finish queued work (a no-op on the CPU), so wall-clock timers around a
+        stage measure that stage and not the one that happens to wait for it."""
+        import torch
+
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+
     def embed_text(self, ids):
         import torch
 
@@ -218,6 +232,29 @@ class ModelAdapter:
     def stop_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id if self.model.generation_config else None
         return set(ids if isinstance(ids, list) else [] if ids is None else [ids])
+
+
+def resolve_device(name: str) -> str:
+    """A torch device for the model: "cpu", "cuda", "cuda:N", or "auto" (the first GPU where there is one, else
+    the CPU). A device this machine lacks is a clear error, not a crash at the first tensor."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device {name!r} is not a torch device (cpu, cuda, cuda:N or auto)") from e
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise ConfigError(f"device {name!r}: only cpu and cuda are supported")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: this machine has no CUDA GPU that torch can use "
+                          f"(torch {torch.__version__}; use --device cpu)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return str(device)
 
 
 def _model_type(id_or_path: str) -> str:

@@ -81,7 +81,7 @@ class InternVL3Adapter(ModelAdapter):
         self.pixel_values(frames)  # same size check
         with torch.no_grad():
             out = self.model.model.get_image_features(
-                image_pixel_values(frames, self.mean, self.std).to(self.tower.dtype),
+                image_pixel_values(frames, self.mean, self.std).to(self.model.device, self.tower.dtype),
                 vision_feature_layer=self.config.vision_feature_layer,
                 vision_feature_select_strategy=self.config.vision_feature_select_strategy)
         return out.pooler_output.flatten(0, 1), []

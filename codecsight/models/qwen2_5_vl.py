@@ -60,7 +60,8 @@ class Qwen25VLAdapter(ModelAdapter):
 
         pixels, grid = self.pixel_values(frames)
         with torch.no_grad():
-            out = self.visual(pixels.to(self.visual.dtype), grid_thw=torch.tensor([grid]))
+            out = self.visual(pixels.to(self.visual.device, self.visual.dtype),
+                              grid_thw=torch.tensor([grid], device=self.visual.device))
         return out.pooler_output, list(getattr(out, "deepstack_features", None) or [])
 
     @property

@@ -169,8 +169,10 @@ class Engine:
             batch = requests[m.name]
             if not batch:
                 continue
+            self.adapter.synchronize()  # on a GPU, timers must not charge queued work to the next stage
             t0 = time.perf_counter()
             patches = self.vits[m.name].encode([r for _, r in batch], full_grid=m.grid == "cached" or m.linger > 0)
+            self.adapter.synchronize()
             share = (time.perf_counter() - t0) / len(batch)
             for (p, _), patch in zip(batch, patches):
                 due += p.encoded(patch, share)
@@ -191,8 +193,10 @@ class Engine:
     def _answer_batch(self, batch: list[Due]) -> list[Event]:
         """Prefill and answer windows of one method together; each window is charged an equal share."""
         events = []
+        self.adapter.synchronize()
         t0 = time.perf_counter()
         done = prefill_many([(d.group.prefill, d.window) for d in batch])
+        self.adapter.synchronize()
         t1 = time.perf_counter()
         answers = ask_many([(d.group.prefill, kv, d.group.ids) for d, (kv, _) in zip(batch, done)],
                            self.answer_tokens)

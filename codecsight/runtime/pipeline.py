@@ -242,7 +242,7 @@ class StreamPipeline:
         if prev is not None and prev.shape == e.shape:
             sim = torch.nn.functional.cosine_similarity(e.float(), prev.float(), dim=-1)
             k = max(1, round(self.method.retention * e.shape[0]))
-            index = torch.sort(torch.topk(-sim, k).indices).values
+            index = torch.sort(torch.topk(-sim, k).indices).values.cpu()  # bookkeeping stays on the CPU
         coords = torch.stack([index // self.grid[1], index % self.grid[1]], dim=1)
         return Segment(key, e[index], coords, self.grid, seconds, anchor=prev is None,
                        deepstack=[d[index] for d in patch.deepstack] or None)

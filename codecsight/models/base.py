@@ -77,7 +77,10 @@ class ModelAdapter:
         import transformers
 
         device = resolve_device(device)
-        model = getattr(transformers, cls.model_class).from_pretrained(id_or_path, dtype=dtype or "auto")
+        # use_kernels=False: transformers would otherwise swap layers for hub kernels it downloads at load time
+        # (where `kernels` is installed): offline machines cannot, and GPU numerics would leave the CPU's
+        model = getattr(transformers, cls.model_class).from_pretrained(id_or_path, dtype=dtype or "auto",
+                                                                       use_kernels=False)
         if dtype is None and device == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
             model = model.float()  # weights stored in half precision; CPU kernels want float32
         model = model.to(device)

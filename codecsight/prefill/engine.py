@@ -116,11 +116,11 @@ def run_layers(adapter, h, pos_emb, mask, cache, layers, deepstack=None):
     visual, per-layer features for those rows)."""
     blocks = adapter.language_model().layers
     mask = mask.to(h.device) if mask is not None else None
+    rows, feats = (deepstack[0].to(h.device), deepstack[1]) if deepstack is not None else (None, [])
     for i in layers:
         h = blocks[i](h, attention_mask=mask, position_embeddings=pos_emb, past_key_values=cache)
-        if deepstack is not None and i < len(deepstack[1]):
-            rows, feats = deepstack
-            h = h.flatten(0, 1).index_add(0, rows.to(h.device), feats[i].to(h.dtype)).view(h.shape)
+        if i < len(feats):
+            h = h.flatten(0, 1).index_add(0, rows, feats[i].to(h.dtype)).view(h.shape)
     return h
 
 
@@ -146,11 +146,13 @@ def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor
     ps = [(~s.active).nonzero().flatten() for s in stages]
     nq, npast = max(map(len, qs)), max(map(len, ps))
     like = stages[0].lay.embeds
+    # slots index KV and hidden states on the model's device: moved there once per stage, not once per layer
+    qd, pd = [q.to(like.device) for q in qs], [p.to(like.device) for p in ps]
     h = like.new_zeros(len(stages), nq, like.shape[-1])
     mask = torch.full((len(stages), 1, nq, npast + nq), torch.finfo(like.dtype).min, dtype=like.dtype)
     rows, feats = [], []
     for j, (s, q, p) in enumerate(zip(stages, qs, ps)):
-        h[j, :len(q)] = s.h[0] if s.h is not None else s.lay.embeds[q]
+        h[j, :len(q)] = s.h[0] if s.h is not None else s.lay.embeds[qd[j]]
         mask[j, 0, :len(q), :len(p)] = causal_mask(q, p, like.dtype)[0, 0]
         mask[j, 0, :len(q), npast:npast + len(q)] = causal_mask(q, q, like.dtype)[0, 0]
         pad = torch.arange(len(q), nq)
@@ -159,16 +161,17 @@ def run_stages(adapter, stages: list[Stage], layers: range) -> list[torch.Tensor
             visual_index = s.lay.visual.long().cumsum(0) - 1
             r = s.lay.visual[q].nonzero().flatten()
             rows.append(r + j * nq)
-            feats.append([d[visual_index[q[r]]] for d in s.lay.deepstack])
+            at = visual_index[q[r]].to(like.device)
+            feats.append([d[at] for d in s.lay.deepstack])
     deepstack = (torch.cat(rows), [torch.cat(f) for f in zip(*feats)]) if rows else None
 
     cache = DynamicCache(ddp_cache_data=[
-        (_rows([s.K[i][:, :, p] for s, p in zip(stages, ps)], npast),
-         _rows([s.V[i][:, :, p] for s, p in zip(stages, ps)], npast)) if i in layers and npast else (None, None)
+        (_rows([s.K[i][:, :, p] for s, p in zip(stages, pd)], npast),
+         _rows([s.V[i][:, :, p] for s, p in zip(stages, pd)], npast)) if i in layers and npast else (None, None)
         for i in range(n_layers)])
     pos_emb = batch_rotary(adapter, h, [s.lay.positions[:, q] for s, q in zip(stages, qs)])
     h = run_layers(adapter, h, pos_emb, mask, cache, layers, deepstack)
-    for j, (s, q) in enumerate(zip(stages, qs)):
+    for j, (s, q) in enumerate(zip(stages, qd)):
         for i in layers:
             s.K[i][:, :, q] = cache.layers[i].keys[j:j + 1, :, npast:npast + len(q)]
             s.V[i][:, :, q] = cache.layers[i].values[j:j + 1, :, npast:npast + len(q)]
@@ -301,10 +304,11 @@ class WindowPrefill:
 
         K, V = self._empty(lay)
         delta = lay.positions[:, reused] - prev.positions[:, src]
-        moved = rerotate(self.adapter, [k[:, :, src] for k in prev.k], delta)
+        at, src_at = reused.nonzero().flatten().to(K[0].device), src.to(K[0].device)  # once, not per layer
+        moved = rerotate(self.adapter, [k[:, :, src_at] for k in prev.k], delta)
         for i in range(N):
-            K[i][:, :, reused] = moved[i]
-            V[i][:, :, reused] = prev.v[i][:, :, src]
+            K[i][:, :, at] = moved[i]
+            V[i][:, :, at] = prev.v[i][:, :, src_at]
 
         full_flops = count_flops(self.adapter.config, prefill=prefill_work(range(L), logits=0)).llm
         if self.policy == "deviation":

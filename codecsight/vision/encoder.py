@@ -232,7 +232,7 @@ class _Context:
             current[stream] = offset + np.arange(cache.kv.shape[2])
             offset += cache.kv.shape[2]
         self.n_cached = offset
-        fresh, self.src, self.last = offset, [], {}
+        fresh, self.src, self.src_cpu, self.last = offset, [], [], {}
         for i, (req, grid, tok) in enumerate(zip(requests, grids, tokens)):
             n = grid[0] * grid[1] * m2
             src = current.get(req.stream)
@@ -241,7 +241,8 @@ class _Context:
             src[patches] = fresh + np.arange(len(patches))
             fresh += len(patches)
             current[req.stream] = src
-            self.src.append(torch.from_numpy(src).to(vit.adapter.model.device))
+            self.src_cpu.append(torch.from_numpy(src))  # attention groups are built on the CPU
+            self.src.append(self.src_cpu[-1].to(vit.adapter.model.device))
             self.last[req.stream] = i
         self.new_kv: dict = {}
 
@@ -263,10 +264,11 @@ class _Context:
 
 
 def _groups(adapter, batch: PackedBatch, layer: int, context: _Context | None):
-    """Attention groups of a layer as (query rows, key rows into the key table). A group is a segment, or a
-    window of one for windowed layers; queries are its kept patches (and extra rows such as InternVL's CLS),
-    keys are the same rows in isolated mode, the whole group's grid (cached where unchanged) in context mode."""
-    m2, device = batch.merge ** 2, batch.patches.device
+    """Attention groups of a layer as (query rows, key rows into the key table), on the CPU. A group is a
+    segment, or a window of one for windowed layers; queries are its kept patches (and extra rows such as
+    InternVL's CLS), keys are the same rows in isolated mode, the whole group's grid (cached where unchanged) in
+    context mode."""
+    m2 = batch.merge ** 2
     n, extras, side = batch.n_tokens * m2, adapter.vit_extras, adapter.vit_window(layer)
     key = batch.segment if side is None else batch.windows(side)
     order = torch.argsort(key, stable=True)
@@ -277,7 +279,6 @@ def _groups(adapter, batch: PackedBatch, layer: int, context: _Context | None):
         extra = n + s * extras + torch.arange(extras)
         q = torch.cat([_patch_rows(toks, m2), extra])
         if context is None:
-            q = q.to(device)
             out.append((q, q))
             continue
         rows, cols = batch.grids[s]
@@ -288,9 +289,7 @@ def _groups(adapter, batch: PackedBatch, layer: int, context: _Context | None):
             r = torch.arange(wr * side, min(rows, (wr + 1) * side))
             c = torch.arange(wc * side, min(cols, (wc + 1) * side))
             grid_tokens = (r[:, None] * cols + c).reshape(-1)
-        k = torch.cat([context.src[s][_patch_rows(grid_tokens, m2).to(device)],
-                       (context.n_cached + extra).to(device)])
-        out.append((q.to(device), k))
+        out.append((q, torch.cat([context.src_cpu[s][_patch_rows(grid_tokens, m2)], context.n_cached + extra])))
     return out
 
 
@@ -301,27 +300,31 @@ def _patch_rows(tokens: torch.Tensor, m2: int) -> torch.Tensor:
 class _Batches:
     """Attention groups packed for batched attention: groups whose query and key counts fall in the same
     power-of-two bucket run as one padded call (a Python loop over hundreds of small windows cost more than
-    their arithmetic; buckets bound the padding to under 2x per side)."""
+    their arithmetic; buckets bound the padding to under 2x per side). The index tensors are built on the CPU
+    and moved to the model's device once per bucket: on a GPU each copy of a CPU tensor waits for the queue."""
 
-    def __init__(self, groups):
+    def __init__(self, groups, device):
         buckets: dict = {}
         for qi, ki in groups:
             buckets.setdefault((_bucket(len(qi)), _bucket(len(ki))), []).append((qi, ki))
-        self.calls = [(_padded([g[0] for g in members]), _padded([g[1] for g in members]))
-                      for members in buckets.values()]
+        self.calls = []
+        for members in buckets.values():
+            (qi, q_valid), (ki, k_valid) = _padded([g[0] for g in members]), _padded([g[1] for g in members])
+            # where each real query's output goes, and which outputs those are (flat indices: a boolean mask on
+            # the device would make the GPU report its count back)
+            rows = qi.reshape(-1) if q_valid is None else qi[q_valid]
+            pick = None if q_valid is None else q_valid.reshape(-1).nonzero().flatten().to(device)
+            mask = None if k_valid is None else k_valid[:, None, None, :].to(device)
+            self.calls.append((qi.to(device), ki.to(device), mask, rows.to(device), pick))
 
     def attend(self, q, table_k, table_v, scale):
         """Scaled dot-product attention of every group over (rows, heads, head_dim) tensors."""
         out = torch.empty_like(q)
-        for (qi, q_valid), (ki, k_valid) in self.calls:
-            mask = None if k_valid is None else k_valid[:, None, None, :]
+        for qi, ki, mask, rows, pick in self.calls:
             o = F.scaled_dot_product_attention(q[qi].transpose(1, 2), table_k[ki].transpose(1, 2),
                                                table_v[ki].transpose(1, 2), attn_mask=mask, scale=scale)
-            o = o.transpose(1, 2)
-            if q_valid is None:
-                out[qi.reshape(-1)] = o.flatten(0, 1)
-            else:
-                out[qi[q_valid]] = o[q_valid]
+            o = o.transpose(1, 2).flatten(0, 1)
+            out[rows] = o if pick is None else o[pick]
         return out
 
 
@@ -350,7 +353,7 @@ def run_blocks(adapter, batch: PackedBatch, context: _Context | None = None):
     for layer in range(n_layers):
         kind = adapter.vit_window(layer)
         if kind not in groups_by_kind:
-            groups_by_kind[kind] = _Batches(_groups(adapter, batch, layer, context))
+            groups_by_kind[kind] = _Batches(_groups(adapter, batch, layer, context), batch.patches.device)
         q, k, v = adapter.vit_qkv(layer, h, aux)
         if context is None:
             table_k, table_v = k, v

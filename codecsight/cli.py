@@ -20,6 +20,7 @@ BENCHES = {
     "prefill": "codecsight.bench.prefill",
     "vision": "codecsight.bench.vision",
     "e2e": "codecsight.bench.e2e",
+    "stages": "codecsight.bench.stages",
 }
 
 

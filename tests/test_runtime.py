@@ -301,3 +301,28 @@ def test_linger_keeps_stopped_tokens_and_at_its_limit_equals_substitution(adapte
     for bad in ("codecsight-cached:linger=1", "codecsight:linger=-1", "codecsight:linger=1000"):
         with pytest.raises(ConfigError, match="linger"):
             method(bad)
+
+
+def test_stages_bench_charges_each_stage_and_refuses_bad_input(tmp_path, capsys):
+    """`codecsight bench stages`: seconds per stage of each method on one stream against full in the same run,
+    with an operator profile; bad input is a clear error before any model loads."""
+    import json
+
+    from codecsight.cli import main
+
+    out, prof = tmp_path / "stages.json", tmp_path / "prof.txt"
+    assert main(["bench", "stages", "--clip", shared_clip("bottle"), "--seconds", "10", "--methods", "codecsight",
+                 "--json", str(out), "--profile", str(prof)]) == 0
+    r = json.loads(out.read_text())
+    full, ours = r["rows"]
+    assert [full["method"], ours["method"]] == ["full", "codecsight"] and full["time_ratio"] == 1.0
+    assert full["windows"] == ours["windows"] > 0 and 0 < ours["flops_fraction"] < 1
+    for row in r["rows"]:  # the stages happen inside the run's wall time, and each took some
+        assert set(row["stage_seconds"]) == {"plan", "vit", "prefill", "answer"}
+        assert 0 < row["stage_seconds"]["vit"] and sum(row["stage_seconds"].values()) <= row["seconds"]
+    assert "aten::" in prof.read_text()
+    assert main(["bench", "stages", "--clip", str(tmp_path / "none.mp4")]) == 2
+    assert main(["bench", "stages", "--clip", shared_clip("bottle"), "--seconds", "0"]) == 2
+    assert main(["bench", "stages", "--clip", shared_clip("bottle"), "--methods", "nope"]) == 2
+    assert main(["bench", "stages", "--clip", shared_clip("bottle"), "--device", "tpu"]) == 2
+    assert "no such clip" in capsys.readouterr().err

@@ -73,6 +73,14 @@ def test_cuda_gives_the_cpu_answers(family, clip_dir):
 
 
 @cuda
+def test_models_made_for_a_gpu_leave_cudnn_attention_out():
+    from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
+
+    Qwen25VLAdapter.tiny(device="cuda")
+    assert not torch.backends.cuda.cudnn_sdp_enabled() and torch.backends.cuda.flash_sdp_enabled()
+
+
+@cuda
 def test_watch_runs_the_bundled_model_on_cuda(capsys):
     from clips import shared_clip
 

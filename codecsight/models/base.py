@@ -77,6 +77,7 @@ class ModelAdapter:
         import transformers
 
         device = resolve_device(device)
+        configure_attention(device)
         # use_kernels=False: transformers would otherwise swap layers for hub kernels it downloads at load time
         # (where `kernels` is installed): offline machines cannot, and GPU numerics would leave the CPU's
         model = getattr(transformers, cls.model_class).from_pretrained(id_or_path, dtype=dtype or "auto",
@@ -113,7 +114,9 @@ class ModelAdapter:
                 cfg[key] = value
         config = getattr(transformers, cls.config_class)(**cfg)
         torch.manual_seed(seed)
-        with torch.device(resolve_device(device)):
+        device = resolve_device(device)
+        configure_attention(device)
+        with torch.device(device):
             model = getattr(transformers, cls.model_class)(config)
         return cls(model.to(dtype or torch.float32))
 
@@ -258,6 +261,18 @@ def resolve_device(name: str) -> str:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return str(device)
+
+
+def configure_attention(device: str) -> None:
+    """On a GPU, leave cuDNN out of torch's attention backends (flash and memory-efficient attention remain).
+    From torch 2.11 cuDNN attention is the first choice on Hopper, and it builds an execution plan for every new
+    shape (reported at hundreds of ms each); pruned windows change shape on nearly every call. On the H200 in
+    session 17 the pruned ViT and the KV-reuse prefill ran 3-4x slower than full compute, and a stage ran at full
+    speed once an earlier method had met its shapes: consistent with plan building, not yet measured there."""
+    import torch
+
+    if device != "cpu":
+        torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def _model_type(id_or_path: str) -> str:

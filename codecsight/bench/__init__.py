@@ -18,3 +18,10 @@ def write_json(path: str | None, result: dict):
         with open(path, "w") as f:
             json.dump(result, f, indent=2)
         print(f"wrote {path}")
+
+
+def device_name(device: str) -> str:
+    """What the timings ran on, for the JSON and the table."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if device != "cpu" else f"CPU, {torch.get_num_threads()} threads"

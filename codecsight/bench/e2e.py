@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from codecsight.bench import DEFAULT_VIDEOS, write_json
+from codecsight.bench import DEFAULT_VIDEOS, device_name, write_json
 import tempfile
 
 BUDGET_MATCHED = ("uniform", "evs")  # run at the token share CodecSight achieves in the same run
@@ -90,7 +90,7 @@ def run(args) -> int:
                                      args.clip_seconds, side)
     from codecsight.bench.medium import SIZES
 
-    result = {"model": args.model or "bundled reference VLM", "device": _device_name(device),
+    result = {"model": args.model or "bundled reference VLM", "device": device_name(device),
               "data": args.data or f"generated held-out, "
               f"{args.minutes:g} min, seed 1", "rows": rows, "clips": throughput,
               "clip_means": clip_means(throughput),
@@ -104,12 +104,6 @@ def run(args) -> int:
         draw(rows, plot)
         print(f"wrote {plot}")
     return 0
-
-
-def _device_name(device: str) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device) if device != "cpu" else f"CPU, {torch.get_num_threads()} threads"
 
 
 def _clips(videos: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from codecsight.bench import DEFAULT_VIDEOS, write_json
+from codecsight.bench import DEFAULT_VIDEOS, device_name, write_json
 
 METHODS = "full,codecsight,codecsight:vit_mode=isolated,codecsight:kv_policy=full,codecsight:select=all"
 
@@ -33,7 +33,7 @@ def add_arguments(p):
 def run(args) -> int:
     import torch
 
-    from codecsight.bench.e2e import _device_name, clip_prefix
+    from codecsight.bench.e2e import clip_prefix
     from codecsight.errors import ConfigError
     from codecsight.evaluation import run_method
     from codecsight.models import load_adapter
@@ -81,7 +81,7 @@ def run(args) -> int:
             print(f"wrote {args.profile}")
     finally:
         os.unlink(src)
-    result = {"device": _device_name(device), "model": args.model, "clip": os.path.basename(args.clip),
+    result = {"device": device_name(device), "model": args.model, "clip": os.path.basename(args.clip),
               "seconds_of_video": args.seconds, "input_hw": list(hw), "rows": rows}
     print_table(result)
     write_json(args.json, result)

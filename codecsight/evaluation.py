@@ -199,8 +199,8 @@ def evaluate(adapter, labels: list[dict], root: str, spec: str, fps: float, wind
            "sweep": [{"threshold": t, "f1": (window_scores(labels, answers, t) or video_scores(labels, answers, t))["f1"]}
                      for t in THRESHOLDS],
            "tokens_fraction": c.tokens_encoded / max(1, b.tokens_encoded),
-           "flops": c.vit_flops + c.llm_flops,  # ViT + LLM prefill, absolute: compares windows and strides
-           "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, b.vit_flops + b.llm_flops),
+           "flops": c.flops,  # ViT + LLM prefill, absolute: compares windows and strides
+           "flops_fraction": c.flops_fraction(b),
            "vit_flops_fraction": c.vit_flops / max(1, b.vit_flops),
            "llm_flops_fraction": c.llm_flops / max(1, b.llm_flops),
            "time_ratio": seconds / b_seconds, "seconds": seconds,

@@ -79,8 +79,7 @@ def run(args) -> int:
             from codecsight.bench.medium import medium_adapter
 
             print(f"making the {args.clip_model} random-weight model on {device} ...", flush=True)
-            clip_model = medium_adapter(size=args.clip_model, device=device,
-                                        dtype=torch.bfloat16 if device != "cpu" else None)
+            clip_model = medium_adapter(size=args.clip_model, device=device)
         side = clip_model.geometry.snap(args.clip_size, args.clip_size)
         videos = sorted({r["video"] for r in labels})[:max(0, args.static_streams)]
         clips = [(os.path.join(args.videos, f), "real") for f in _clips(args.videos)] + \
@@ -127,7 +126,7 @@ def clip_throughput(adapter, specs, clips: list[tuple[str, str]], seconds: float
             base = base or (c, elapsed)
             out.append({"clip": name, "kind": kind, "method": spec, "windows_per_s": c.windows / elapsed,
                         "time_ratio": elapsed / base[1], "tokens_fraction": c.tokens_encoded / max(1, c.tokens),
-                        "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, base[0].vit_flops + base[0].llm_flops)})
+                        "flops_fraction": c.flops_fraction(base[0])})
             print(f"  {name} ({kind}) {spec}: {c.windows} windows in {elapsed:.1f} s, time {out[-1]['time_ratio']:.3f}",
                   flush=True)
         os.unlink(src)
@@ -164,7 +163,7 @@ def clip_prefix(path: str, seconds: float) -> str:
 
 
 def print_table(result: dict):
-    print(f"device: {result.get('device', 'cpu')}")
+    print(f"device: {result['device']}")
     head = f"{'method':32s} {'F1':>6s} {'vs full [95%]':>22s} {'P':>6s} {'R':>6s} {'AUC':>6s} {'tokens':>7s} " \
            f"{'FLOPs':>7s} {'ViT':>6s} {'LLM':>6s} {'time':>6s} {'t ViT':>6s} {'t pre':>6s} {'t ans':>6s} {'win/s':>6s}"
     print(head)

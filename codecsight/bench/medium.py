@@ -25,11 +25,15 @@ SIZES = {"medium": (VISION, TEXT, DESCRIPTION), "large": (LARGE_VISION, LARGE_TE
 def medium_adapter(seed: int = 0, vision: dict | None = None, text: dict | None = None, size: str = "medium",
                    device: str = "cpu", dtype=None):
     """A random-weight model of `size` (or with these vision / text configs) with the reference model's word
-    tokenizer (questions need one), made on `device` in `dtype` (default float32)."""
+    tokenizer (questions need one), made on `device` in `dtype` (default: bf16 on a GPU, float32 on the CPU,
+    whose kernels want it)."""
+    import torch
+
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
     from codecsight.reference.model import word_tokenizer
 
     v, t, _ = SIZES[size]
+    dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
     adapter = Qwen25VLAdapter.tiny(seed, device=device, dtype=dtype, vision_config=vision or v, text_config=text or t)
     adapter.tokenizer = word_tokenizer()
     return adapter

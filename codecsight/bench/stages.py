@@ -55,8 +55,7 @@ def run(args) -> int:
     else:
         from codecsight.bench.medium import medium_adapter
 
-        adapter = medium_adapter(size=args.model, device=device,
-                                 dtype=torch.bfloat16 if device != "cpu" else None)
+        adapter = medium_adapter(size=args.model, device=device)
         hw = adapter.geometry.snap(args.size, args.size)
     src = clip_prefix(args.clip, args.seconds)
     questions = [Question("Is there a person?")]
@@ -68,7 +67,7 @@ def run(args) -> int:
             base = base or (c, seconds)
             rows.append({"method": spec, "seconds": seconds, "time_ratio": seconds / base[1],
                          "windows": c.windows, "stage_seconds": dict(c.seconds),
-                         "flops_fraction": (c.vit_flops + c.llm_flops) / max(1, base[0].vit_flops + base[0].llm_flops)})
+                         "flops_fraction": c.flops_fraction(base[0])})
             print(f"  {spec}: {seconds:.2f} s", flush=True)
         if args.profile and len(specs) > 1:
             from torch.profiler import ProfilerActivity, profile

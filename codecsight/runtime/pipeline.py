@@ -67,6 +67,15 @@ class Counters:
     windows_skipped: int = 0
     seconds: dict = field(default_factory=lambda: {"plan": 0.0, "vit": 0.0, "prefill": 0.0, "answer": 0.0})
 
+    @property
+    def flops(self) -> int:
+        """ViT + LLM prefill FLOPs executed."""
+        return self.vit_flops + self.llm_flops
+
+    def flops_fraction(self, base: "Counters") -> float:
+        """These FLOPs against another run's (full compute on the same frames)."""
+        return self.flops / max(1, base.flops)
+
     def add(self, other: "Counters") -> None:
         for k, v in vars(other).items():
             if isinstance(v, dict):

@@ -11,8 +11,8 @@ from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
 from codecsight.reference.targets import CLASSES
-from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint, main,
-                                       save, target_mask, window_forward)
+from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
+                                       initial_model, main, save, target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
@@ -129,6 +129,34 @@ def test_deepened_model_starts_as_the_trained_one():
             build(text_layers=absurd)
 
 
+def _width_angle(adapter, columns: int) -> float:
+    """Largest rotary angle between a token in column 0 and one in column `columns - 1` (same time and row)."""
+    pos = torch.zeros(3, 2, dtype=torch.long)
+    pos[2, 1] = columns - 1
+    cos, sin = adapter.rotary(torch.zeros(1, 2, 1), pos)
+    return float(torch.atan2(sin[0, 1], cos[0, 1]).abs().max())
+
+
+def test_rope_base_sets_how_far_apart_columns_rotate(tmp_path):
+    """With 12-dim heads and mrope sections [2, 2, 2], width gets the two lowest of six frequencies: at base 1e4 a
+    token in the last of 8 columns is rotated at most 0.02 rad from one in the first (left and right look alike to
+    attention); at base 4 by more than 2 rad. A continued model keeps its base unless told otherwise, and its
+    weights either way."""
+    assert _width_angle(build(rope_theta=1e4), 8) < 0.02
+    assert _width_angle(build(rope_theta=4), 8) > 2
+    trained = build(seed=3, rope_theta=4)
+    save(trained, str(tmp_path))
+    kept, changed = initial_model(0, None, None, str(tmp_path)), initial_model(0, None, 20.0, str(tmp_path))
+    assert kept.config.text_config.rope_parameters["rope_theta"] == 4
+    assert changed.config.text_config.rope_parameters["rope_theta"] == 20
+    assert _width_angle(kept, 8) == pytest.approx(_width_angle(build(rope_theta=4), 8))
+    for name, p in changed.model.named_parameters():
+        assert torch.equal(p, dict(kept.model.named_parameters())[name]), name
+    for absurd in (1.0, 0.0, -4.0, 1e9):
+        with pytest.raises(ValueError, match="rope_theta"):
+            build(rope_theta=absurd)
+
+
 def test_colour_transform_keeps_shape_and_changes_colour():
     """The training recolouring: no change at hue 0, saturation 1 and gain 1; grey levels at saturation 0; a third of
     a turn takes red to green; and the mean of the channels is only scaled by the gain, so the luminance pattern
@@ -159,7 +187,8 @@ def test_recolouring_draws_its_shares_and_reaches_the_heldout_white():
 def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
                 ["--end-loss", "-1"], ["--dropped", "1.2"], ["--dropped", "-0.1"],
-                ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"]):
+                ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"],
+                ["--rope-theta", "0.5"], ["--rope-theta", "1e12"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

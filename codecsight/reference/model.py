@@ -59,8 +59,9 @@ def word_tokenizer(words: list[str] | None = None):
                                    pad_token="<|endoftext|>")
 
 
-def build(seed: int = 0, text_layers: int | None = None):
-    """A freshly initialised reference model wrapped in its adapter (text_layers: LLM depth, default CONFIG's)."""
+def build(seed: int = 0, text_layers: int | None = None, rope_theta: float | None = None):
+    """A freshly initialised reference model wrapped in its adapter (text_layers: LLM depth, rope_theta: the LLM's
+    rotary base; default CONFIG's)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -68,7 +69,11 @@ def build(seed: int = 0, text_layers: int | None = None):
 
     if text_layers is not None and not 1 <= text_layers <= 64:
         raise ValueError(f"text_layers must be within 1..64, got {text_layers}")
-    text = dict(CONFIG["text_config"], num_hidden_layers=text_layers or CONFIG["text_config"]["num_hidden_layers"])
+    if rope_theta is not None and not 1 < rope_theta <= 1e7:
+        raise ValueError(f"rope_theta must be within (1, 1e7], got {rope_theta}")
+    base = CONFIG["text_config"]
+    rope = dict(base["rope_parameters"], rope_theta=float(rope_theta or base["rope_parameters"]["rope_theta"]))
+    text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"], rope_parameters=rope)
     config = Qwen2_5_VLConfig(**{**CONFIG, "text_config": text})
     config.codecsight = dict(RUNTIME)
     torch.manual_seed(seed)

@@ -328,6 +328,20 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
     return out
 
 
+def initial_model(seed: int, text_layers: int | None, rope_theta: float | None, init: str | None):
+    """A fresh model, or `init`'s weights in one (spread over a deeper LLM if text_layers asks for more layers). The
+    rotary base is rope_theta, else init's, else the bundled config's: it is not a weight, so a continued model would
+    otherwise fall back to the config's silently."""
+    init = load_adapter(init) if init else None
+    theta = rope_theta or (init and init.model.config.text_config.rope_parameters["rope_theta"])
+    adapter = build(seed, text_layers, theta)
+    if init and len(init.language_model().layers) == len(adapter.language_model().layers):
+        adapter.model.load_state_dict(init.model.state_dict())
+    elif init:  # a deeper model grown from trained weights
+        deepen(adapter, init)
+    return adapter
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, nargs="+", help="training split(s) (codecsight synth output)")
@@ -364,6 +378,8 @@ def main(argv=None) -> int:
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
+    p.add_argument("--rope-theta", type=float, default=None, help="the LLM's rotary base (default: --init's, else "
+                   "the bundled config's); with --init the trained weights are kept and only the rotation changes")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
@@ -377,6 +393,8 @@ def main(argv=None) -> int:
         p.error(f"--end-loss is a loss weight, >= 0 (got {args.end_loss})")
     if args.events < 0:
         p.error(f"--events is a loss weight, >= 0 (got {args.events})")
+    if args.rope_theta is not None and not 1 < args.rope_theta <= 1e7:
+        p.error(f"--rope-theta is a rotary base, within (1, 1e7] (got {args.rope_theta})")
     for name in ("pruned", "dropped"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
@@ -385,13 +403,7 @@ def main(argv=None) -> int:
     ckpt = os.path.join(args.out, "checkpoint.pt")
     random.seed(args.seed)
 
-    adapter = build(args.seed, args.text_layers)
-    if args.init:
-        init = load_adapter(args.init)
-        if len(init.language_model().layers) == len(adapter.language_model().layers):
-            adapter.model.load_state_dict(init.model.state_dict())
-        else:  # a deeper model grown from trained weights
-            deepen(adapter, init)
+    adapter = initial_model(args.seed, args.text_layers, args.rope_theta, args.init)
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size

@@ -149,6 +149,23 @@ def test_scaled_rotary_refuses_reuse_and_prefills_in_full():
     assert (answer.logits - full_logits(a, window)).abs().max() <= 1e-4
 
 
+def test_fixed_longrope_reuses_exactly_and_length_dependent_is_refused():
+    """LongRoPE with per-pair factors (the reference model's spatial rotary) is a plain rotation when its short and
+    long factors agree: reused keys re-rotate exactly. With two lists the frequencies depend on the length."""
+    factors = [1.0, 0.1, 0.02, 1.0, 1.0, 0.003, 1.0, 1.0]  # 16-dim heads: 8 pairs
+    longrope = {"rope_type": "longrope", "factor": 1.0, "original_max_position_embeddings": 4096, "rope_theta": 1e6,
+                "mrope_section": [2, 3, 3], "short_factor": factors, "long_factor": factors}
+    a = Qwen25VLAdapter.tiny(text_config={"rope_parameters": longrope, "max_position_embeddings": 4096})
+    assert a.rerotation_refusal() is None
+    runs = slide(a, "random", 1.0, segments(a, 8, keep=0.7))
+    window, answer, stats, _ = runs[-1]
+    assert stats.policy == "random" and 0 < stats.new < stats.tokens
+    assert (answer.logits - full_logits(a, window)).abs().max() <= 1e-4
+    two = Qwen25VLAdapter.tiny(text_config={"rope_parameters": {**longrope, "long_factor": [2.0] * 8},
+                                            "max_position_embeddings": 4096})
+    assert "sequence length" in two.rerotation_refusal()
+
+
 def test_partial_rotary_is_refused():
     partial = {"rope_type": "linear", "factor": 1.0, "rope_theta": 1e6, "partial_rotary_factor": 0.5}
     a = InternVL3Adapter.tiny(text_config={"rope_parameters": partial})

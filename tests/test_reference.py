@@ -9,7 +9,7 @@ import torch
 
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
-from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen
+from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
 from codecsight.reference.targets import CLASSES
 from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, save, target_mask, window_forward)
@@ -129,32 +129,35 @@ def test_deepened_model_starts_as_the_trained_one():
             build(text_layers=absurd)
 
 
-def _width_angle(adapter, columns: int) -> float:
-    """Largest rotary angle between a token in column 0 and one in column `columns - 1` (same time and row)."""
+def _angle(adapter, axis: int, tokens: int) -> torch.Tensor:
+    """Rotary angle per frequency pair between a token at 0 and one at `tokens - 1` along axis (0 t, 1 h, 2 w)."""
     pos = torch.zeros(3, 2, dtype=torch.long)
-    pos[2, 1] = columns - 1
+    pos[axis, 1] = tokens - 1
     cos, sin = adapter.rotary(torch.zeros(1, 2, 1), pos)
-    return float(torch.atan2(sin[0, 1], cos[0, 1]).abs().max())
+    half = cos.shape[-1] // 2
+    return torch.atan2(sin[0, 1, :half], cos[0, 1, :half]).abs()
 
 
-def test_rope_base_sets_how_far_apart_columns_rotate(tmp_path):
-    """With 12-dim heads and mrope sections [2, 2, 2], width gets the two lowest of six frequencies: at base 1e4 a
-    token in the last of 8 columns is rotated at most 0.02 rad from one in the first (left and right look alike to
-    attention); at base 4 by more than 2 rad. A continued model keeps its base unless told otherwise, and its
-    weights either way."""
-    assert _width_angle(build(rope_theta=1e4), 8) < 0.02
-    assert _width_angle(build(rope_theta=4), 8) > 2
-    trained = build(seed=3, rope_theta=4)
-    save(trained, str(tmp_path))
-    kept, changed = initial_model(0, None, None, str(tmp_path)), initial_model(0, None, 20.0, str(tmp_path))
-    assert kept.config.text_config.rope_parameters["rope_theta"] == 4
-    assert changed.config.text_config.rope_parameters["rope_theta"] == 20
-    assert _width_angle(kept, 8) == pytest.approx(_width_angle(build(rope_theta=4), 8))
-    for name, p in changed.model.named_parameters():
+def test_spatial_rope_lets_attention_tell_columns_apart(tmp_path):
+    """With 12-dim heads and mrope sections [2, 2, 2], width gets the two lowest of six frequencies: at the config's
+    base 1e4 the last of 8 columns is rotated at most 0.02 rad from the first. spatial_rope sets one height and one
+    width pair to the radians asked, keeps the other four (one slow pair per section stays a content channel), and
+    scales no attention. A continued model keeps its rotary unless told otherwise, and its weights either way."""
+    plain, spatial = build(), build(rope=spatial_rope(0.5, 0.4))
+    assert _angle(plain, 2, 8).max() < 0.02
+    assert _angle(spatial, 2, 8).tolist() == pytest.approx([0, 0, 0, 0, 7 * 0.4, 7 * 4.6416e-4], abs=1e-5)
+    assert _angle(spatial, 1, 6).tolist() == pytest.approx([0, 0, 5 * 0.5, 5 * 0.01, 0, 0], abs=1e-5)
+    assert torch.allclose(_angle(spatial, 0, 3), _angle(plain, 0, 3))
+    assert spatial.language_model().rotary_emb.attention_scaling == 1.0
+    save(spatial, str(tmp_path))
+    kept, plain_again = initial_model(0, None, None, str(tmp_path)), initial_model(0, None, plain.config.text_config.rope_parameters, str(tmp_path))
+    assert torch.allclose(_angle(kept, 2, 8), _angle(spatial, 2, 8))
+    assert torch.allclose(_angle(plain_again, 2, 8), _angle(plain, 2, 8))
+    for name, p in plain_again.model.named_parameters():
         assert torch.equal(p, dict(kept.model.named_parameters())[name]), name
-    for absurd in (1.0, 0.0, -4.0, 1e9):
-        with pytest.raises(ValueError, match="rope_theta"):
-            build(rope_theta=absurd)
+    for absurd in ((0.0, 0.4), (0.5, -1.0), (0.5, 4.0)):
+        with pytest.raises(ValueError, match="radians per token"):
+            spatial_rope(*absurd)
 
 
 def test_colour_transform_keeps_shape_and_changes_colour():
@@ -188,7 +191,7 @@ def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
                 ["--end-loss", "-1"], ["--dropped", "1.2"], ["--dropped", "-0.1"],
                 ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"],
-                ["--rope-theta", "0.5"], ["--rope-theta", "1e12"]):
+                ["--spatial-rope", "0.5"], ["--spatial-rope", "0,0.4"], ["--spatial-rope", "a,b"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

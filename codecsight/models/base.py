@@ -176,7 +176,10 @@ class ModelAdapter:
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         if rope.attention_scaling != 1.0:
             return f"rotary attention_scaling is {rope.attention_scaling:g} (rope_type {rope.rope_type!r}), not 1"
-        if rope.rope_type not in ("default", "linear"):
+        params = cfg.rope_parameters or {}
+        fixed = rope.rope_type in ("default", "linear") or (  # LongRoPE with one factor list for every length
+            rope.rope_type == "longrope" and params.get("short_factor") == params.get("long_factor"))
+        if not fixed:
             return f"rope_type {rope.rope_type!r} changes its frequencies with the sequence length"
         if 2 * rope.inv_freq.numel() != head_dim:
             return f"partial rotary: {2 * rope.inv_freq.numel()} of {head_dim} head dims rotate"

@@ -8,6 +8,8 @@ float16 keeps the weights file near 15 MB.
 """
 from __future__ import annotations
 
+import math
+
 import tokenizers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -59,9 +61,31 @@ def word_tokenizer(words: list[str] | None = None):
                                    pad_token="<|endoftext|>")
 
 
-def build(seed: int = 0, text_layers: int | None = None, rope_theta: float | None = None):
-    """A freshly initialised reference model wrapped in its adapter (text_layers: LLM depth, rope_theta: the LLM's
-    rotary base; default CONFIG's)."""
+def spatial_rope(row: float, column: float) -> dict:
+    """rope_parameters that turn the first frequency pair of the height and of the width section into `row` and
+    `column` radians per token, keeping the other four of CONFIG's six.
+
+    Why: with 12-dim heads and mrope sections [2, 2, 2], width gets the two lowest frequencies and height the two
+    below time's; at base 1e4 a token in the last of 8 columns is rotated 0.017 rad from one in the first, so
+    attention cannot tell left from right, nor find the same place in an earlier frame. Raising the base for all six
+    (session 18, arm G) leaves no slow pair to match content over the 20-40 positions between a question and the
+    frames, and the trained model forgot colour. LongRoPE's per-pair factors (transformers "longrope", factor 1,
+    so no attention scaling) set just these two pairs; the slow pair of each section stays a content channel."""
+    rope = CONFIG["text_config"]["rope_parameters"]
+    theta, pairs = rope["rope_theta"], sum(rope["mrope_section"])
+    h, w = rope["mrope_section"][0], sum(rope["mrope_section"][:2])  # first pair of the height and width sections
+    factors = [1.0] * pairs
+    for i, radians in ((h, row), (w, column)):
+        if not 0 < radians <= math.pi:
+            raise ValueError(f"spatial rotary must be within (0, pi] radians per token, got {radians}")
+        factors[i] = 1.0 / (radians * theta ** (i / pairs))  # LongRoPE: inv_freq = 1 / (factor * theta ** (i / pairs))
+    return {**rope, "rope_type": "longrope", "short_factor": factors, "long_factor": factors, "factor": 1.0,
+            "original_max_position_embeddings": CONFIG["text_config"]["max_position_embeddings"]}
+
+
+def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None):
+    """A freshly initialised reference model wrapped in its adapter (text_layers: LLM depth, rope: the LLM's
+    rope_parameters; default CONFIG's)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -69,11 +93,9 @@ def build(seed: int = 0, text_layers: int | None = None, rope_theta: float | Non
 
     if text_layers is not None and not 1 <= text_layers <= 64:
         raise ValueError(f"text_layers must be within 1..64, got {text_layers}")
-    if rope_theta is not None and not 1 < rope_theta <= 1e7:
-        raise ValueError(f"rope_theta must be within (1, 1e7], got {rope_theta}")
     base = CONFIG["text_config"]
-    rope = dict(base["rope_parameters"], rope_theta=float(rope_theta or base["rope_parameters"]["rope_theta"]))
-    text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"], rope_parameters=rope)
+    text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"],
+                rope_parameters=dict(rope or base["rope_parameters"]))
     config = Qwen2_5_VLConfig(**{**CONFIG, "text_config": text})
     config.codecsight = dict(RUNTIME)
     torch.manual_seed(seed)

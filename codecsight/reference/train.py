@@ -37,7 +37,7 @@ from transformers import DynamicCache
 from codecsight.models import load_adapter
 from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
-from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen
+from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen, spatial_rope
 from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targets, scene_track, token_targets
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
@@ -328,13 +328,13 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
     return out
 
 
-def initial_model(seed: int, text_layers: int | None, rope_theta: float | None, init: str | None):
+def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None):
     """A fresh model, or `init`'s weights in one (spread over a deeper LLM if text_layers asks for more layers). The
-    rotary base is rope_theta, else init's, else the bundled config's: it is not a weight, so a continued model would
+    rotary is `rope`, else init's, else the bundled config's: it is not a weight, so a continued model would
     otherwise fall back to the config's silently."""
     init = load_adapter(init) if init else None
-    theta = rope_theta or (init and init.model.config.text_config.rope_parameters["rope_theta"])
-    adapter = build(seed, text_layers, theta)
+    rope = rope or (init and init.model.config.text_config.rope_parameters)
+    adapter = build(seed, text_layers, rope)
     if init and len(init.language_model().layers) == len(adapter.language_model().layers):
         adapter.model.load_state_dict(init.model.state_dict())
     elif init:  # a deeper model grown from trained weights
@@ -378,8 +378,9 @@ def main(argv=None) -> int:
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
-    p.add_argument("--rope-theta", type=float, default=None, help="the LLM's rotary base (default: --init's, else "
-                   "the bundled config's); with --init the trained weights are kept and only the rotation changes")
+    p.add_argument("--spatial-rope", default=None, metavar="ROW,COLUMN", help="radians per token row and column "
+                   "for one height and one width frequency pair of the LLM's rotary (reference.model.spatial_rope; "
+                   "default: --init's rotary, else the bundled config's); the weights are kept")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
@@ -393,8 +394,13 @@ def main(argv=None) -> int:
         p.error(f"--end-loss is a loss weight, >= 0 (got {args.end_loss})")
     if args.events < 0:
         p.error(f"--events is a loss weight, >= 0 (got {args.events})")
-    if args.rope_theta is not None and not 1 < args.rope_theta <= 1e7:
-        p.error(f"--rope-theta is a rotary base, within (1, 1e7] (got {args.rope_theta})")
+    rope = None
+    if args.spatial_rope:
+        try:
+            rope = spatial_rope(*(float(x) for x in args.spatial_rope.split(",")))
+        except (TypeError, ValueError) as e:
+            p.error(f"--spatial-rope takes ROW,COLUMN radians per token, each within (0, pi] (got "
+                    f"{args.spatial_rope!r}: {e})")
     for name in ("pruned", "dropped"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
@@ -403,7 +409,7 @@ def main(argv=None) -> int:
     ckpt = os.path.join(args.out, "checkpoint.pt")
     random.seed(args.seed)
 
-    adapter = initial_model(args.seed, args.text_layers, args.rope_theta, args.init)
+    adapter = initial_model(args.seed, args.text_layers, rope, args.init)
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size
@@ -548,9 +554,13 @@ def save(adapter, folder: str | None):
     from codecsight.models.base import BUNDLED_MODEL
 
     folder = folder or BUNDLED_MODEL
+    buffers = {n: b.clone() for n, b in adapter.model.named_buffers()}  # rotary frequencies: not saved, kept exact
     adapter.model.half().save_pretrained(folder)
     adapter.tokenizer.save_pretrained(folder)
     adapter.model.float()
+    with torch.no_grad():
+        for n, b in adapter.model.named_buffers():
+            b.copy_(buffers[n])
     assert load_adapter(folder).family == "qwen2_5_vl"
     print(f"saved {folder} ({os.path.getsize(os.path.join(folder, 'model.safetensors')) / 1e6:.1f} MB)",
           file=sys.stderr)

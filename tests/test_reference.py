@@ -10,7 +10,7 @@ import torch
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
-from codecsight.reference.targets import CLASSES
+from codecsight.reference.targets import CLASSES, place_targets
 from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, save, target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
@@ -160,6 +160,16 @@ def test_spatial_rope_lets_attention_tell_columns_apart(tmp_path):
             spatial_rope(*absurd)
 
 
+def test_place_targets_follow_the_llm_token_order(ref):
+    """Column and row of each visual token in the order the LLM reads a window (patch, row, column)."""
+    rows, cols = ref.geometry.grid(*INPUT_HW)
+    col, row = place_targets(3, rows, cols)
+    assert len(col) == 3 * rows * cols and (col[0], row[0]) == (0, 0)
+    assert (col[cols + 1], row[cols + 1]) == (1, 1) and (col[rows * cols], row[rows * cols]) == (0, 0)
+    assert col.max() == cols - 1 and row.max() == rows - 1
+    assert np.bincount(col).tolist() == [3 * rows] * cols
+
+
 def test_colour_transform_keeps_shape_and_changes_colour():
     """The training recolouring: no change at hue 0, saturation 1 and gain 1; grey levels at saturation 0; a third of
     a turn takes red to green; and the mean of the channels is only scaled by the gain, so the luminance pattern
@@ -191,7 +201,8 @@ def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
                 ["--end-loss", "-1"], ["--dropped", "1.2"], ["--dropped", "-0.1"],
                 ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"],
-                ["--spatial-rope", "0.5"], ["--spatial-rope", "0,0.4"], ["--spatial-rope", "a,b"]):
+                ["--spatial-rope", "0.5"], ["--spatial-rope", "0,0.4"], ["--spatial-rope", "a,b"],
+                ["--place", "-1"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

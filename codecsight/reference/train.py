@@ -38,7 +38,8 @@ from codecsight.models import load_adapter
 from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen, spatial_rope
-from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targets, scene_track, token_targets
+from codecsight.reference.targets import (CLASSES, EVENTS, SceneTrack, event_targets, place_targets, scene_track,
+                                         token_targets)
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeRule
@@ -375,6 +376,8 @@ def main(argv=None) -> int:
     p.add_argument("--events", type=float, default=0.0, help="weight of the per-token event targets on the LLM's "
                    "middle state (targets.event_targets: has the object under a token entered, stopped, touched or "
                    "fallen since the window began); 0: none")
+    p.add_argument("--place", type=float, default=0.0, help="weight of the per-token place targets (column and "
+                   "row, targets.place_targets) on the LLM's middle state; 0: none")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
@@ -392,6 +395,8 @@ def main(argv=None) -> int:
                 "about kind")
     if args.end_loss < 0:
         p.error(f"--end-loss is a loss weight, >= 0 (got {args.end_loss})")
+    if args.place < 0:
+        p.error(f"--place is a loss weight, >= 0 (got {args.place})")
     if args.events < 0:
         p.error(f"--events is a loss weight, >= 0 (got {args.events})")
     rope = None
@@ -415,6 +420,8 @@ def main(argv=None) -> int:
     width = adapter.model.config.text_config.hidden_size
     aux = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(CLASSES)) for k in ("vision", "hidden")})
     aux["events"] = torch.nn.Linear(width, len(EVENTS))
+    grid = adapter.geometry.grid(*INPUT_HW)  # token rows, columns
+    aux["place"] = torch.nn.Linear(width, sum(grid))  # column and row of a visual token (--place)
     opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01,
                             fused=True)  # one pass over the 7.3 M-entry embedding table, not a dozen
     step, spent, best = 0, 0.0, -1.0
@@ -422,7 +429,7 @@ def main(argv=None) -> int:
         state = torch.load(ckpt, weights_only=False)
         adapter.model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        aux.load_state_dict(state["aux"])
+        aux.load_state_dict(state["aux"], strict=False)  # checkpoints from before a head existed resume too
         step, spent, best = state["step"], state["spent"], state["best"]
         random.setstate(state["random"])
         print(f"resumed at step {step} ({spent / 60:.1f} min spent)", file=sys.stderr)
@@ -506,6 +513,11 @@ def main(argv=None) -> int:
                                                             adapter.geometry.temporal)).flatten(0, 1)[fwd.kept]
                     loss = loss + args.events * F.binary_cross_entropy_with_logits(
                         aux["events"](fwd.hidden), events, pos_weight=torch.tensor(4.0))
+                if args.place:
+                    col, row = (torch.from_numpy(x)[fwd.kept] for x in place_targets(len(fwd.vision), *grid))
+                    logits = aux["place"](fwd.hidden)
+                    loss = loss + args.place * (F.cross_entropy(logits[:, :grid[1]], col)
+                                                + F.cross_entropy(logits[:, grid[1]:], row))
                 total = total + loss
             states, ids, w = (torch.cat([x[0] for x in scored]), [i for x in scored for i in x[1]],
                               torch.tensor([v for x in scored for v in x[2]]))

@@ -10,7 +10,7 @@ import torch
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
-from codecsight.reference.targets import CLASSES, place_targets
+from codecsight.reference.targets import CLASSES
 from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, save, target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
@@ -160,14 +160,18 @@ def test_spatial_rope_lets_attention_tell_columns_apart(tmp_path):
             spatial_rope(*absurd)
 
 
-def test_place_targets_follow_the_llm_token_order(ref):
-    """Column and row of each visual token in the order the LLM reads a window (patch, row, column)."""
-    rows, cols = ref.geometry.grid(*INPUT_HW)
-    col, row = place_targets(3, rows, cols)
-    assert len(col) == 3 * rows * cols and (col[0], row[0]) == (0, 0)
-    assert (col[cols + 1], row[cols + 1]) == (1, 1) and (col[rows * cols], row[rows * cols]) == (0, 0)
-    assert col.max() == cols - 1 and row.max() == rows - 1
-    assert np.bincount(col).tolist() == [3 * rows] * cols
+def test_place_targets_are_the_llm_position_ids(ref):
+    """`--place` reads each visual token's (row, col) as Segment.full_coords repeated per temporal patch; in the
+    layout the LLM runs on, a token's height and width position ids are exactly that row and column."""
+    from codecsight.prefill.window import Segment, Window, build_layout
+
+    grid, patches = ref.geometry.grid(*INPUT_HW), 3
+    coords = Segment.full_coords(*grid)
+    segs = [Segment(i, torch.zeros(len(coords), ref.config.text_config.hidden_size), coords, grid)
+            for i in range(patches)]
+    lay = build_layout(ref, Window(segs), ref.chat_system(SYSTEM_PROMPT))
+    pos = lay.positions[1:, lay.visual]
+    assert torch.equal((pos - pos.min(1, keepdim=True).values).T, coords.repeat(patches, 1))
 
 
 def test_colour_transform_keeps_shape_and_changes_colour():

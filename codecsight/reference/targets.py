@@ -135,11 +135,3 @@ def event_targets(track: SceneTrack, first: int, n: int, temporal: int = 2) -> n
     out = (cover[..., None] * ev[:, :, None, :]).max(axis=0, initial=0.0)  # (n, tokens, E)
     return _by_temporal_patch(out, temporal).astype(np.float32)
 
-
-def place_targets(patches: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """(column, row) of every token of `patches` temporal patches of a rows x cols grid, flattened in the LLM's
-    order (patch, row, column). The vision tower's rotary is relative, so a token does not know where in the frame it
-    is; read off the LLM's middle state, these targets make the LLM write its place into it (from the rotary's
-    angle to the tokens around it), which "a person on the left?" then only has to match."""
-    grid = np.arange(patches * rows * cols)
-    return grid % cols, grid // cols % rows

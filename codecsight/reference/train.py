@@ -38,8 +38,7 @@ from codecsight.models import load_adapter
 from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
 from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen, spatial_rope
-from codecsight.reference.targets import (CLASSES, EVENTS, SceneTrack, event_targets, place_targets, scene_track,
-                                         token_targets)
+from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targets, scene_track, token_targets
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeRule
@@ -377,7 +376,7 @@ def main(argv=None) -> int:
                    "middle state (targets.event_targets: has the object under a token entered, stopped, touched or "
                    "fallen since the window began); 0: none")
     p.add_argument("--place", type=float, default=0.0, help="weight of the per-token place targets (column and "
-                   "row, targets.place_targets) on the LLM's middle state; 0: none")
+                   "row of each visual token, so that it carries where it is) on the LLM's middle state; 0: none")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
@@ -514,10 +513,12 @@ def main(argv=None) -> int:
                     loss = loss + args.events * F.binary_cross_entropy_with_logits(
                         aux["events"](fwd.hidden), events, pos_weight=torch.tensor(4.0))
                 if args.place:
-                    col, row = (torch.from_numpy(x)[fwd.kept] for x in place_targets(len(fwd.vision), *grid))
+                    # (row, col) of each token the LLM saw: the vision tower's rotary is relative, so a token does
+                    # not know where in the frame it is unless the LLM writes it in from its own rotary
+                    where = Segment.full_coords(*grid).repeat(len(fwd.vision), 1)[fwd.kept]
                     logits = aux["place"](fwd.hidden)
-                    loss = loss + args.place * (F.cross_entropy(logits[:, :grid[1]], col)
-                                                + F.cross_entropy(logits[:, grid[1]:], row))
+                    loss = loss + args.place * (F.cross_entropy(logits[:, :grid[1]], where[:, 1])
+                                                + F.cross_entropy(logits[:, grid[1]:], where[:, 0]))
                 total = total + loss
             states, ids, w = (torch.cat([x[0] for x in scored]), [i for x in scored for i in x[1]],
                               torch.tensor([v for x in scored for v in x[2]]))

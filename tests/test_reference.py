@@ -11,7 +11,7 @@ from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
 from codecsight.reference.targets import CLASSES
-from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
+from codecsight.reference.train import (GREY, stretch_contrast, Example, Stream, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, save, target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
@@ -201,12 +201,30 @@ def test_recolouring_draws_its_shares_and_reaches_the_heldout_white():
     assert all(draw_tint(rng, 0.0, 0.0) is None for _ in range(100))
 
 
+def test_contrast_stretches_about_the_mean_and_keeps_grey_levels_in_range():
+    """A white object on a mid-grey background stands out further at a factor above 1, less below; 1 changes
+    nothing; values stay 8-bit."""
+    frames = np.full((2, 4, 4, 3), 110, np.uint8)
+    frames[:, 1:3, 1:2] = (235, 235, 230)
+    def gap(f):
+        return f[0, 1, 1].astype(float).mean() - f[0, 0, 0].astype(float).mean()
+
+    low, high = stretch_contrast(frames, 0.6), stretch_contrast(frames, 1.8)
+    assert low.dtype == high.dtype == np.uint8
+    assert abs(gap(low) - 0.6 * gap(frames)) < 1
+    assert gap(high) > 1.2 * gap(frames) and high[0, 1, 1].max() == 255  # clipped, not wrapped
+    assert np.array_equal(stretch_contrast(frames, 1.0), frames)
+    m = frames.astype(float).mean()
+    assert abs(stretch_contrast(frames, 0.6).astype(float).mean() - m) < 1  # the mean grey level stays
+
+
 def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
                 ["--end-loss", "-1"], ["--dropped", "1.2"], ["--dropped", "-0.1"],
                 ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"],
                 ["--spatial-rope", "0.5"], ["--spatial-rope", "0,0.4"], ["--spatial-rope", "a,b"],
-                ["--place", "-1"]):
+                ["--place", "-1"], ["--contrast", "1.5"], ["--contrast", "2,1"], ["--contrast", "0,1"],
+                ["--contrast", "a,b"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

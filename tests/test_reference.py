@@ -11,8 +11,8 @@ from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
 from codecsight.reference.targets import CLASSES
-from codecsight.reference.train import (GREY, stretch_contrast, Example, Stream, answer_weights, colour_transform, draw_tint,
-                                       initial_model, main, save, target_mask, window_forward)
+from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
+                                       initial_model, main, save, stretch_contrast, target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
@@ -150,7 +150,8 @@ def test_spatial_rope_lets_attention_tell_columns_apart(tmp_path):
     assert torch.allclose(_angle(spatial, 0, 3), _angle(plain, 0, 3))
     assert spatial.language_model().rotary_emb.attention_scaling == 1.0
     save(spatial, str(tmp_path))
-    kept, plain_again = initial_model(0, None, None, str(tmp_path)), initial_model(0, None, plain.config.text_config.rope_parameters, str(tmp_path))
+    kept = initial_model(0, None, None, str(tmp_path))
+    plain_again = initial_model(0, None, plain.config.text_config.rope_parameters, str(tmp_path))
     assert torch.allclose(_angle(kept, 2, 8), _angle(spatial, 2, 8))
     assert torch.allclose(_angle(plain_again, 2, 8), _angle(plain, 2, 8))
     for name, p in plain_again.model.named_parameters():

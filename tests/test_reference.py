@@ -12,7 +12,8 @@ from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
 from codecsight.reference.targets import CLASSES
 from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
-                                       initial_model, main, save, stretch_contrast, target_mask, window_forward)
+                                       initial_model, main, recolour_objects, save, stretch_contrast, target_mask,
+                                       window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
@@ -219,13 +220,54 @@ def test_contrast_stretches_about_the_mean_and_keeps_grey_levels_in_range():
     assert abs(stretch_contrast(frames, 0.6).astype(float).mean() - m) < 1  # the mean grey level stays
 
 
+def test_recolour_objects_is_the_scene_rendered_in_the_new_colours():
+    """Per-object recolouring of rendered samples equals rendering the scene with the objects in the colours it drew
+    (same noise and tones, an occluding pair drawn in the renderer's order), the background is untouched, and no
+    object gets a colour near a held-out pair's for its kind."""
+    from codecsight.reference.targets import scene_track
+    from codecsight.synth.scene import (HELDOUT_COMBOS, UNSEEN_RADIUS, Obj, Renderer, Scene, Style, colour_rgb,
+                                        free_colour)
+
+    style = Style(320, 240, 10, "blobs", (128, 122, 112), 2.0, 0.0, 60.0, 0.0)
+    person = Obj(0, "person", "red", 60.0, [(0.0, 120.0, 200.0, 0.0), (4.0, 200.0, 200.0, 0.0)])
+    box = Obj(1, "box", "yellow", 50.0, [(0.0, 150.0, 215.0, 0.0), (2.0, 150.0, 215.0, 0.0), (3.0, 150.0, 215.0, 90.0),
+                                        (4.0, 150.0, 215.0, 90.0)])  # nearer (larger y): drawn over the person
+    scene = Scene(style, 4.0, [person, box])
+    track = scene_track(scene, 2.0, 6, 8)
+
+    def samples(sc):  # resized as recolour_objects resizes its change (the decoder's bicubic differs slightly)
+        r = Renderer(sc, np.random.default_rng(5))
+        native = torch.from_numpy(np.stack([r.frame(round(t * 10)) for t in track.times])).permute(0, 3, 1, 2)
+        small = torch.nn.functional.interpolate(native.float(), size=INPUT_HW, mode="area")
+        return small.permute(0, 2, 3, 1).round().numpy().astype(np.uint8)
+
+    frames = samples(scene)
+    out = recolour_objects(frames, track, 0, np.random.default_rng(7))
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    drawn = np.random.default_rng(7)
+    new = [Obj(o.id, o.kind, free_colour(drawn, o.kind), o.scale, o.keys) for o in scene.objects]
+    expected = samples(Scene(style, 4.0, new))
+    diff = np.abs(out.astype(int) - expected)
+    assert diff.max() <= 2 and diff.mean() < 0.1  # rounding, and the noise clipped at 0/255 in one of them
+    moved = np.abs(out.astype(int) - frames).max(-1) > 0
+    assert moved.any(1).any(1).all()  # every sample shows an object
+    assert not moved[:, :, :60].any() and not moved[:, :95].any()  # the left and the top show none
+    assert np.array_equal(recolour_objects(frames, track, 0, np.random.default_rng(7)), out)
+    rng = np.random.default_rng(0)
+    for kind in ("person", "box"):
+        held = [np.array(colour_rgb(c)) for c, k in HELDOUT_COMBOS if k == kind]
+        for _ in range(300):
+            rgb = np.array(colour_rgb(free_colour(rng, kind)))
+            assert min(np.linalg.norm(rgb - c) for c in held) >= UNSEEN_RADIUS
+
+
 def test_absurd_training_shares_are_refused():
     for bad in (["--grey", "0.7", "--recolour", "0.5"], ["--recolour", "-0.1"], ["--pruned", "1.5"],
                 ["--end-loss", "-1"], ["--dropped", "1.2"], ["--dropped", "-0.1"],
                 ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"],
                 ["--spatial-rope", "0.5"], ["--spatial-rope", "0,0.4"], ["--spatial-rope", "a,b"],
                 ["--place", "-1"], ["--contrast", "1.5"], ["--contrast", "2,1"], ["--contrast", "0,1"],
-                ["--contrast", "a,b"]):
+                ["--contrast", "a,b"], ["--object-colour", "1.5"], ["--object-colour", "-0.5"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

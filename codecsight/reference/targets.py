@@ -90,13 +90,16 @@ class SceneTrack:
     states: States
     cover: np.ndarray  # (objects, samples, rows * cols) bool
     pairs: list[tuple[int, int]]  # the object pairs of states.touching, in its order
+    scene: Scene
+    times: np.ndarray  # (samples,) seconds
 
 
 def scene_track(scene: Scene, rate: float, rows: int, cols: int) -> SceneTrack:
     times = _sample_times(scene, rate)
     n = len(scene.objects)
     cover = object_cover(scene, times, rows, cols).reshape(n, len(times), rows * cols)
-    return SceneTrack(scene_states(scene, times), cover, [(a, b) for a in range(n) for b in range(a + 1, n)])
+    return SceneTrack(scene_states(scene, times), cover, [(a, b) for a in range(n) for b in range(a + 1, n)], scene,
+                      times)
 
 
 def _happened(before: np.ndarray, now: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeRule
 from codecsight.synth.labels import window_labels
-from codecsight.synth.scene import COLOURS, KINDS, scene_from_json
+from codecsight.synth.scene import COLOURS, KINDS, colour_rgb, free_colour, object_layers, scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
 
 
@@ -180,6 +180,25 @@ def stretch_contrast(frames: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(m + factor * (f - m), 0, 255).round().astype(np.uint8)
 
 
+def recolour_objects(frames: np.ndarray, track: SceneTrack, first: int, rng: np.random.Generator) -> np.ndarray:
+    """The window's frames (samples first, first + 1, ...) with every object of the scene in a colour of its own,
+    drawn as the anycolour split draws them (`free_colour`: never near a held-out pair's colour for its kind;
+    training only). Whole-frame recolouring turns an object and its background alike, so kind stays tied to how an
+    object's colour sits against the background; here each object changes alone. The rendered body colour is
+    swapped, shade by shade, with what the codec and the resize made of the rest (noise, edges, the object's own
+    tone) kept; camera shake (at most a few px) and the illumination drift (2-12%) are not followed."""
+    scene = track.scene
+    new = np.array([colour_rgb(free_colour(rng, o.kind)) for o in scene.objects], np.float32).reshape(-1, 3)
+    delta = np.concatenate([new - np.array([colour_rgb(o.colour) for o in scene.objects], np.float32).reshape(-1, 3),
+                            np.zeros((1, 3), np.float32)])  # index -1: background, unchanged
+    out = frames.astype(np.float32)
+    for k in range(len(frames)):
+        owner, shade = object_layers(scene, float(track.times[first + k]))
+        native = torch.from_numpy(shade[..., None] * delta[owner]).permute(2, 0, 1)[None]
+        out[k] += F.interpolate(native, size=frames.shape[1:3], mode="area")[0].permute(1, 2, 0).numpy()
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
 SHAPE_TYPES = ("kind", "position")  # question types about what an object is, which its colour must not answer
 
 
@@ -217,17 +236,21 @@ PRUNING = ("none", "cached", "dropped")  # what the LLM sees of the tokens the c
 
 def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_ids, question_ids,
                    answers: list[int] | None = None, tint: np.ndarray | None = None, contrast: float = 1.0,
+                   object_colours: np.random.Generator | None = None,
                    linger: int = METHODS["codecsight"].linger) -> Forward:
     """Every question of one window, with gradients, through the runtime's layout and positions. pruning: the
     runtime's two styles (`Method.grid`) on the stream's real token plan, or none; tokens that changed linger as
     the runtime's default lets them (`Method.linger`). With `answers` (1 = Yes), each question is followed by its answer
     word, so the step after it can learn to stop. tint: a 3x3 colour transform of the frames (`colour_transform`;
-    training only, see `main`); contrast: `stretch_contrast` after it."""
+    training only, see `main`); contrast: `stretch_contrast` after it; object_colours: a generator for
+    `recolour_objects` before both (None: the objects keep their colours)."""
     if pruning not in PRUNING:
         raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     n = ex.length
     t = adapter.geometry.temporal
     frames = stream.frames[ex.first:ex.first + n]
+    if object_colours is not None:
+        frames = recolour_objects(frames, stream.track, ex.first, object_colours)
     if tint is not None:
         frames = np.clip(frames @ tint.T.astype(np.float32), 0, 255).round().astype(np.uint8)
     if contrast != 1.0:
@@ -398,6 +421,9 @@ def main(argv=None) -> int:
     p.add_argument("--contrast", default=None, metavar="LOW,HIGH", help="in windows not asked about colour (grey, "
                    "recoloured, anycolour), stretch the frames' contrast by a factor drawn from [LOW, HIGH] "
                    "(stretch_contrast; default: none)")
+    p.add_argument("--object-colour", type=float, default=0.0, help="share of the windows not asked about colour "
+                   "in which every object gets a colour of its own, never near a held-out pair's for its kind "
+                   "(recolour_objects; default 0)")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
@@ -428,9 +454,9 @@ def main(argv=None) -> int:
         except ValueError as e:
             p.error(f"--contrast takes LOW,HIGH contrast factors (got {args.contrast!r}: {e})")
         args.contrast = contrast
-    for name in ("pruned", "dropped"):
+    for name in ("pruned", "dropped", "object_colour"):
         if not 0 <= getattr(args, name) <= 1:
-            p.error(f"--{name} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
+            p.error(f"--{name.replace('_', '-')} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
@@ -505,6 +531,8 @@ def main(argv=None) -> int:
                 blind = tint is not None or stream.any_colour
                 # drawn only when asked for, so that runs without it draw what they drew before
                 contrast = random.uniform(*args.contrast) if args.contrast and blind else 1.0
+                recolour = (np.random.default_rng(random.getrandbits(64))
+                            if args.object_colour and blind and random.random() < args.object_colour else None)
                 pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned * (1 - args.dropped),
                                                     args.pruned * args.dropped))[0]
                 if pruning == "dropped" and ex.length < RUNTIME["window"]:
@@ -512,7 +540,7 @@ def main(argv=None) -> int:
                     # inside it, which the runtime's window guarantees and a short one does not
                     pruning = "cached"
                 fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint,
-                                     contrast)
+                                     contrast, recolour)
                 target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
                 weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
                                         args.type_balance)

@@ -142,16 +142,21 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
     return Scene(style, duration, objects)
 
 
+def free_colour(rng: np.random.Generator, kind: str) -> str:
+    """An arbitrary "#rrggbb" colour for an object of `kind`, never within UNSEEN_RADIUS of a held-out pair's colour
+    for that kind (split `anycolour`, and training's per-object recolouring)."""
+    near = [np.array(COLOURS[c]) for c, k in sorted(HELDOUT_COMBOS) if k == kind]
+    while True:
+        rgb = rng.integers(15, 251, size=3)
+        if all(np.linalg.norm(rgb - c) >= UNSEEN_RADIUS for c in near):
+            return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
 def _new_object(rng, split, style, oid, kinds=KINDS) -> Obj:
     kind = str(rng.choice(kinds))
     colours = list(COLOURS)
     if split == "anycolour":
-        near = [np.array(COLOURS[c]) for c, k in sorted(HELDOUT_COMBOS) if k == kind]
-        while True:
-            rgb = rng.integers(15, 251, size=3)
-            if all(np.linalg.norm(rgb - c) >= UNSEEN_RADIUS for c in near):
-                break
-        colour = "#" + "".join(f"{int(c):02x}" for c in rgb)
+        colour = free_colour(rng, kind)
     elif split == "heldout" and rng.random() < 0.5:  # make the unseen combinations common
         unseen = [c for c, k in sorted(HELDOUT_COMBOS) if k == kind]  # sorted: set order varies by process
         colour = str(rng.choice(unseen)) if unseen else str(rng.choice(colours))
@@ -354,20 +359,45 @@ class Renderer:
         return np.clip(img, 0, 255).astype(np.uint8)
 
     def _draw(self, img, o: Obj, x, y, tilt):
-        st = self.scene.style
-        x0, y0, x1, y1 = o.bbox(x, y, tilt)
-        c0, r0 = max(0, int(x0) - 1), max(0, int(y0) - 1)
-        c1, r1 = min(st.width, int(x1) + 2), min(st.height, int(y1) + 2)
-        if c0 >= c1 or r0 >= r1:
+        drawn = object_pixels(o, x, y, tilt, self.scene.style)
+        if drawn is None:
             return
-        yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
-        dx, dy = xx + 0.5 - x, y - (yy + 0.5)
-        a = math.radians(tilt)  # inverse rotation: image offsets -> object-local coordinates
-        u, v = dx * math.cos(a) - dy * math.sin(a), dx * math.sin(a) + dy * math.cos(a)
-        mask, shade = _shape_mask(o.kind, u, v, o.scale)
+        rows, cols, mask, shade = drawn
         colour = np.asarray(colour_rgb(o.colour), np.float32) + self.tone[o.id]
-        patch = img[r0:r1, c0:c1]
+        patch = img[rows, cols]
         patch[mask] = (shade[..., None] * colour)[mask]
+
+
+def object_pixels(o: Obj, x: float, y: float, tilt: float, style: Style):
+    """Where object `o` at (x, y, tilt) covers the frame: (row slice, column slice, mask, shade) over its box
+    clipped to the frame, or None when it lies outside."""
+    x0, y0, x1, y1 = o.bbox(x, y, tilt)
+    c0, r0 = max(0, int(x0) - 1), max(0, int(y0) - 1)
+    c1, r1 = min(style.width, int(x1) + 2), min(style.height, int(y1) + 2)
+    if c0 >= c1 or r0 >= r1:
+        return None
+    yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+    dx, dy = xx + 0.5 - x, y - (yy + 0.5)
+    a = math.radians(tilt)  # inverse rotation: image offsets -> object-local coordinates
+    u, v = dx * math.cos(a) - dy * math.sin(a), dx * math.sin(a) + dy * math.cos(a)
+    mask, shade = _shape_mask(o.kind, u, v, o.scale)
+    return slice(r0, r1), slice(c0, c1), mask, shade
+
+
+def object_layers(scene: Scene, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which object each pixel shows at time t (index into scene.objects, -1: background) and its shade, drawn in
+    the renderer's order (far first, so nearer objects cover farther ones); without camera shake."""
+    st = scene.style
+    owner = np.full((st.height, st.width), -1, np.int16)
+    shade = np.zeros((st.height, st.width), np.float32)
+    live = [(i, o, s) for i, o in enumerate(scene.objects) if (s := o.state(t)) is not None]
+    for i, o, (x, y, tilt) in sorted(live, key=lambda p: p[2][1]):
+        drawn = object_pixels(o, x, y, tilt, st)
+        if drawn is not None:
+            rows, cols, mask, sh = drawn
+            owner[rows, cols][mask] = i
+            shade[rows, cols][mask] = sh[mask]
+    return owner, shade
 
 
 def scene_from_json(d: dict) -> Scene:

@@ -377,6 +377,15 @@ def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: s
     return adapter
 
 
+def float_pair(text: str) -> tuple[float, float]:
+    """An "A,B" command-line value as two floats."""
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers as A,B, got {text!r}") from None
+    return a, b
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, nargs="+", help="training split(s) (codecsight synth output)")
@@ -415,10 +424,10 @@ def main(argv=None) -> int:
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
-    p.add_argument("--spatial-rope", default=None, metavar="ROW,COLUMN", help="radians per token row and column "
+    p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN", help="radians per token row and column "
                    "for one height and one width frequency pair of the LLM's rotary (reference.model.spatial_rope; "
                    "default: --init's rotary, else the bundled config's); the weights are kept")
-    p.add_argument("--contrast", default=None, metavar="LOW,HIGH", help="in windows not asked about colour (grey, "
+    p.add_argument("--contrast", type=float_pair, default=None, metavar="LOW,HIGH", help="in windows not asked about colour (grey, "
                    "recoloured, anycolour), stretch the frames' contrast by a factor drawn from [LOW, HIGH] "
                    "(stretch_contrast; default: none)")
     p.add_argument("--object-colour", type=float, default=0.0, help="share of the windows not asked about colour "
@@ -442,18 +451,11 @@ def main(argv=None) -> int:
     rope = None
     if args.spatial_rope:
         try:
-            rope = spatial_rope(*(float(x) for x in args.spatial_rope.split(",")))
-        except (TypeError, ValueError) as e:
-            p.error(f"--spatial-rope takes ROW,COLUMN radians per token, each within (0, pi] (got "
-                    f"{args.spatial_rope!r}: {e})")
-    if args.contrast:
-        try:
-            contrast = tuple(float(x) for x in args.contrast.split(","))
-            if len(contrast) != 2 or not 0 < contrast[0] <= contrast[1] <= 10:
-                raise ValueError("need 0 < LOW <= HIGH <= 10")
+            rope = spatial_rope(*args.spatial_rope)
         except ValueError as e:
-            p.error(f"--contrast takes LOW,HIGH contrast factors (got {args.contrast!r}: {e})")
-        args.contrast = contrast
+            p.error(f"--spatial-rope takes ROW,COLUMN radians per token, each within (0, pi]: {e}")
+    if args.contrast and not 0 < args.contrast[0] <= args.contrast[1] <= 10:
+        p.error(f"--contrast takes LOW,HIGH contrast factors with 0 < LOW <= HIGH <= 10 (got {args.contrast})")
     for name in ("pruned", "dropped", "object_colour"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name.replace('_', '-')} is a share of the windows, within [0, 1] (got {getattr(args, name)})")

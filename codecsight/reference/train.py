@@ -9,8 +9,8 @@ shared prefix (the frames are run once per window, the questions as a batch on i
 "Yes"/"No" logits of the answer token, class-balanced per question type, a weak loss on the answer word and the
 stop token over the whole vocabulary, and per-token targets from the scene (targets.py). Shorter windows come
 first (--curriculum), and some windows are shown in grey levels (--grey) or recoloured (--recolour: hue turned,
-saturation and brightness scaled) without their colour questions; with --kind-from-shape only those windows are
-asked about kind and position.
+saturation and brightness scaled) without their colour questions, and in some of those every object takes a
+colour of its own (--object-colour); with --kind-from-shape only those windows are asked about kind and position.
 
 Pruned inputs are made in distribution with the stream's real change map and token plan: in a share of the
 windows (--pruned, 0.6) the tokens the plan would not re-encode are left out (`dropped`, after lingering as the
@@ -424,12 +424,13 @@ def main(argv=None) -> int:
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
                    "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
                    "deepen)")
-    p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN", help="radians per token row and column "
-                   "for one height and one width frequency pair of the LLM's rotary (reference.model.spatial_rope; "
-                   "default: --init's rotary, else the bundled config's); the weights are kept")
-    p.add_argument("--contrast", type=float_pair, default=None, metavar="LOW,HIGH", help="in windows not asked about colour (grey, "
-                   "recoloured, anycolour), stretch the frames' contrast by a factor drawn from [LOW, HIGH] "
-                   "(stretch_contrast; default: none)")
+    p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN",
+                   help="radians per token row and column for one height and one width frequency pair of the LLM's "
+                   "rotary (reference.model.spatial_rope; default: --init's rotary, else the bundled config's); the "
+                   "weights are kept")
+    p.add_argument("--contrast", type=float_pair, default=None, metavar="LOW,HIGH",
+                   help="in windows not asked about colour (grey, recoloured, anycolour), stretch the frames' "
+                   "contrast by a factor drawn from [LOW, HIGH] (stretch_contrast; default: none)")
     p.add_argument("--object-colour", type=float, default=0.0, help="share of the windows not asked about colour "
                    "in which every object gets a colour of its own, never near a held-out pair's for its kind "
                    "(recolour_objects; default 0)")

@@ -534,8 +534,8 @@ def main(argv=None) -> int:
                 blind = tint is not None or stream.any_colour
                 # drawn only when asked for, so that runs without it draw what they drew before
                 contrast = random.uniform(*args.contrast) if args.contrast and blind else 1.0
-                recolour = (np.random.default_rng(random.getrandbits(64))
-                            if args.object_colour and blind and random.random() < args.object_colour else None)
+                object_colours = (np.random.default_rng(random.getrandbits(64)) if args.object_colour and blind
+                                  and random.random() < args.object_colour else None)
                 pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned * (1 - args.dropped),
                                                     args.pruned * args.dropped))[0]
                 if pruning == "dropped" and ex.length < RUNTIME["window"]:
@@ -543,7 +543,7 @@ def main(argv=None) -> int:
                     # inside it, which the runtime's window guarantees and a short one does not
                     pruning = "cached"
                 fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint,
-                                     contrast, recolour)
+                                     contrast, object_colours)
                 target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
                 weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
                                         args.type_balance)

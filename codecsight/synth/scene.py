@@ -346,8 +346,7 @@ class Renderer:
         st = self.scene.style
         t = n / st.fps
         img = self.background.copy()
-        live = [(o, s) for o in self.scene.objects if (s := o.state(t)) is not None]
-        for o, (x, y, tilt) in sorted(live, key=lambda p: p[1][1]):  # far (small y) first
+        for _, o, (x, y, tilt) in drawing_order(self.scene, t):
             self._draw(img, o, x, y, tilt)
         img *= 1 + st.drift * math.sin(2 * math.pi * t / st.drift_period + self.phase)
         img += self.noise[self.noise_pick[n]]
@@ -368,6 +367,13 @@ class Renderer:
         patch[mask] = (shade[..., None] * colour)[mask]
 
 
+def drawing_order(scene: Scene, t: float) -> list[tuple[int, Obj, tuple[float, float, float]]]:
+    """(index, object, (x, y, tilt)) of the objects in view at time t, far (small y) first: the renderer draws them
+    in this order, so nearer objects cover farther ones."""
+    live = [(i, o, s) for i, o in enumerate(scene.objects) if (s := o.state(t)) is not None]
+    return sorted(live, key=lambda p: p[2][1])
+
+
 def object_pixels(o: Obj, x: float, y: float, tilt: float, style: Style):
     """Where object `o` at (x, y, tilt) covers the frame: (row slice, column slice, mask, shade) over its box
     clipped to the frame, or None when it lies outside."""
@@ -386,12 +392,11 @@ def object_pixels(o: Obj, x: float, y: float, tilt: float, style: Style):
 
 def object_layers(scene: Scene, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Which object each pixel shows at time t (index into scene.objects, -1: background) and its shade, drawn in
-    the renderer's order (far first, so nearer objects cover farther ones); without camera shake."""
+    the renderer's `drawing_order`; without camera shake."""
     st = scene.style
     owner = np.full((st.height, st.width), -1, np.int16)
     shade = np.zeros((st.height, st.width), np.float32)
-    live = [(i, o, s) for i, o in enumerate(scene.objects) if (s := o.state(t)) is not None]
-    for i, o, (x, y, tilt) in sorted(live, key=lambda p: p[2][1]):
+    for i, o, (x, y, tilt) in drawing_order(scene, t):
         drawn = object_pixels(o, x, y, tilt, st)
         if drawn is not None:
             rows, cols, mask, sh = drawn

@@ -34,6 +34,9 @@ def add_arguments(p):
     p.add_argument("--stride", type=int, default=4, help="window stride in samples")
     p.add_argument("--stumble", type=float, default=0.0, help="share of episodes that are near-falls (an object "
                    "leans and straightens up): hard negatives for 'fall' (default 0: the scenes of earlier versions)")
+    p.add_argument("--seen-colours", action="store_true", help="split heldout only: the same streams (motion, "
+                   "noise, encoding) with every held-out colour-kind pair in a training colour of its kind "
+                   "(synth.scene.seen_twin), to tell errors the unseen pairing causes from the rest")
     p.add_argument("--relabel", action="store_true", help="only label OUT's existing streams for --window and "
                    "--stride (into labels-wW-sS.jsonl)")
 
@@ -50,23 +53,26 @@ def run(args) -> int:
         raise ConfigError("--minutes and --video-minutes must be positive")
     if not 0 <= args.stumble < 1:
         raise ConfigError(f"--stumble must be a share in [0, 1), got {args.stumble}")
+    if args.seen_colours and args.split != "heldout":
+        raise ConfigError("--seen-colours changes only the held-out split's colour-kind pairs (use --split heldout)")
     if args.relabel:
         print(f"wrote {relabel(args.out, args.rate, args.window, args.stride)}")
         return 0
     generate(args.out, args.seed, args.minutes, args.split, args.video_minutes, (int(w), int(h)),
-             args.rate, args.window, args.stride, stumble=args.stumble)
+             args.rate, args.window, args.stride, stumble=args.stumble, seen_colours=args.seen_colours)
     return 0
 
 
 def generate(out: str, seed: int, minutes: float, split: str = "train", video_minutes: float = 2.0,
              size: tuple[int, int] = (320, 240), rate: float = 2.0, window: int = 16, stride: int = 4,
-             progress: bool = True, stumble: float = 0.0) -> str:
-    """Write the videos and labels; returns the labels path."""
+             progress: bool = True, stumble: float = 0.0, seen_colours: bool = False) -> str:
+    """Write the videos and labels; returns the labels path. seen_colours: see `synth.scene.seen_twin` (the
+    rng draws stay those of the plain split)."""
     import numpy as np
 
     from codecsight.synth.encode import Encoding, encode
     from codecsight.synth.labels import window_labels
-    from codecsight.synth.scene import Renderer, make_scene
+    from codecsight.synth.scene import Renderer, make_scene, seen_twin
 
     os.makedirs(out, exist_ok=True)
     total = minutes * 60
@@ -77,6 +83,8 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
         duration = min(video_minutes * 60, total - i * video_minutes * 60)
         rng = np.random.default_rng([seed, SPLITS[split], i])
         scene = make_scene(rng, split, duration, *size, stumble=stumble)
+        if seen_colours:
+            scene = seen_twin(scene)
         fps = scene.style.fps
         enc = Encoding(fps, gop=int(round(fps * rng.choice([1.0, 1.5, 2.0]))),
                        bframes=int(rng.choice([0, 2])), crf=int(rng.integers(23, 29)))
@@ -99,7 +107,8 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
             f.write(json.dumps(r) + "\n")
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
-                   "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble}, f, indent=1)
+                   "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble,
+                   "seen_colours": seen_colours}, f, indent=1)
     return labels
 
 

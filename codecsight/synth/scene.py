@@ -10,7 +10,7 @@ a tilt of +-90 degrees is an object lying on its side (fallen), pivoting about t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -150,6 +150,19 @@ def free_colour(rng: np.random.Generator, kind: str) -> str:
         rgb = rng.integers(15, 251, size=3)
         if all(np.linalg.norm(rgb - c) >= UNSEEN_RADIUS for c in near):
             return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def seen_twin(scene: Scene) -> Scene:
+    """The scene with every object of a held-out colour-kind pair in the training colour of its kind nearest in RGB
+    (white person -> yellow, blue person -> purple, yellow box -> red, red car -> purple, green ball -> blue); all
+    else is the same. Streams rendered from both differ only there, so an answer that changes between them was
+    changed by the unseen pairing of colour and kind, not by the motion, the crowd or the background."""
+    def twin(o: Obj) -> Obj:
+        if (o.colour, o.kind) not in HELDOUT_COMBOS:
+            return o
+        seen = [c for c in COLOURS if (c, o.kind) not in HELDOUT_COMBOS]
+        return replace(o, colour=min(seen, key=lambda c: np.linalg.norm(np.subtract(COLOURS[c], COLOURS[o.colour]))))
+    return replace(scene, objects=[twin(o) for o in scene.objects])
 
 
 def _new_object(rng, split, style, oid, kinds=KINDS) -> Obj:

@@ -208,8 +208,10 @@ def test_seen_colours_change_only_the_held_out_pairs(heldout, tmp_path, capsys):
     of its kind and nothing else changed (motion, background, encoding, every non-colour label), so a comparison of
     the two splits isolates what the unseen pairing does."""
     from codecsight.cli import main
-    from codecsight.synth.scene import COLOURS, HELDOUT_COMBOS
+    from codecsight.synth.scene import HELDOUT_COMBOS
 
+    nearest = {("person", "white"): "yellow", ("person", "blue"): "purple", ("box", "yellow"): "red",
+               ("car", "red"): "purple", ("ball", "green"): "blue"}  # the README's table
     twin = tmp_path / "twin"
     generate(str(twin), seed=5, minutes=0.5, split="heldout", video_minutes=0.25, progress=False, seen_colours=True)
     swapped = set()
@@ -220,6 +222,7 @@ def test_seen_colours_change_only_the_held_out_pairs(heldout, tmp_path, capsys):
             assert {**x, "colour": None} == {**y, "colour": None}
             assert (y["colour"], y["kind"]) not in HELDOUT_COMBOS
             if (x["colour"], x["kind"]) in HELDOUT_COMBOS:
+                assert y["colour"] == nearest[(x["kind"], x["colour"])]
                 swapped.add((x["kind"], x["colour"], y["colour"]))
             else:
                 assert y["colour"] == x["colour"]

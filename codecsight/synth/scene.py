@@ -41,6 +41,16 @@ TEXTURES["anycolour"], PALETTES["anycolour"] = TEXTURES["train"], PALETTES["trai
 UNSEEN_RADIUS = 90.0
 
 
+def heldout_colours(kind: str) -> list[str]:
+    """The named colours held out for `kind`, in a fixed order (a set's order varies by process)."""
+    return [c for c, k in sorted(HELDOUT_COMBOS) if k == kind]
+
+
+def training_colours(kind: str) -> list[str]:
+    """The named colours training shows `kind` in, in COLOURS' order."""
+    return [c for c in COLOURS if (c, kind) not in HELDOUT_COMBOS]
+
+
 def colour_rgb(colour: str) -> tuple[int, int, int]:
     """A colour name of COLOURS, or "#rrggbb" (split `anycolour`), as RGB."""
     if colour.startswith("#"):
@@ -145,7 +155,7 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
 def free_colour(rng: np.random.Generator, kind: str) -> str:
     """An arbitrary "#rrggbb" colour for an object of `kind`, never within UNSEEN_RADIUS of a held-out pair's colour
     for that kind (split `anycolour`, and training's per-object recolouring)."""
-    near = [np.array(COLOURS[c]) for c, k in sorted(HELDOUT_COMBOS) if k == kind]
+    near = [np.array(COLOURS[c]) for c in heldout_colours(kind)]
     while True:
         rgb = rng.integers(15, 251, size=3)
         if all(np.linalg.norm(rgb - c) >= UNSEEN_RADIUS for c in near):
@@ -160,22 +170,21 @@ def seen_twin(scene: Scene) -> Scene:
     def twin(o: Obj) -> Obj:
         if (o.colour, o.kind) not in HELDOUT_COMBOS:
             return o
-        seen = [c for c in COLOURS if (c, o.kind) not in HELDOUT_COMBOS]
-        return replace(o, colour=min(seen, key=lambda c: np.linalg.norm(np.subtract(COLOURS[c], COLOURS[o.colour]))))
+        rgb = COLOURS[o.colour]
+        nearest = min(training_colours(o.kind), key=lambda c: np.linalg.norm(np.subtract(COLOURS[c], rgb)))
+        return replace(o, colour=nearest)
     return replace(scene, objects=[twin(o) for o in scene.objects])
 
 
 def _new_object(rng, split, style, oid, kinds=KINDS) -> Obj:
     kind = str(rng.choice(kinds))
-    colours = list(COLOURS)
     if split == "anycolour":
         colour = free_colour(rng, kind)
     elif split == "heldout" and rng.random() < 0.5:  # make the unseen combinations common
-        unseen = [c for c, k in sorted(HELDOUT_COMBOS) if k == kind]  # sorted: set order varies by process
-        colour = str(rng.choice(unseen)) if unseen else str(rng.choice(colours))
+        unseen = heldout_colours(kind)
+        colour = str(rng.choice(unseen)) if unseen else str(rng.choice(list(COLOURS)))
     else:
-        allowed = [c for c in colours if split == "heldout" or (c, kind) not in HELDOUT_COMBOS]
-        colour = str(rng.choice(allowed))
+        colour = str(rng.choice(list(COLOURS) if split == "heldout" else training_colours(kind)))
     return Obj(oid, kind, colour, scale=float(rng.uniform(0.17, 0.26) * style.height))
 
 

@@ -162,6 +162,19 @@ def test_spatial_rope_lets_attention_tell_columns_apart(tmp_path):
             spatial_rope(*absurd)
 
 
+def test_input_size_is_carried_by_a_continued_model(tmp_path):
+    """The input size is config, not a weight: a continued model keeps its init's unless --input-size says
+    otherwise, the weights stay the same either way, and the runtime reads the saved size."""
+    save(build(), str(tmp_path / "a"))
+    larger = initial_model(0, None, None, str(tmp_path / "a"), (224, 308))
+    assert larger.default_input_hw() == (224, 308) and initial_model(0, None, None, None).default_input_hw() == INPUT_HW
+    save(larger, str(tmp_path / "b"))
+    kept = initial_model(0, None, None, str(tmp_path / "b"))
+    assert kept.default_input_hw() == (224, 308) and load_adapter(str(tmp_path / "b")).default_input_hw() == (224, 308)
+    for name, p in kept.model.named_parameters():
+        assert torch.equal(p, dict(larger.model.named_parameters())[name]), name
+
+
 def test_place_targets_are_the_llm_position_ids(ref):
     """`--place` reads each visual token's (row, col) as Segment.full_coords repeated per temporal patch; in the
     layout the LLM runs on, a token's height and width position ids are exactly that row and column."""
@@ -267,7 +280,9 @@ def test_absurd_training_shares_are_refused():
                 ["--pruned", "-0.2"], ["--kind-from-shape", "--grey", "0", "--recolour", "0"], ["--events", "-1"],
                 ["--spatial-rope", "0.5"], ["--spatial-rope", "0,0.4"], ["--spatial-rope", "a,b"],
                 ["--place", "-1"], ["--contrast", "1.5"], ["--contrast", "2,1"], ["--contrast", "0,1"],
-                ["--contrast", "a,b"], ["--object-colour", "1.5"], ["--object-colour", "-0.5"]):
+                ["--contrast", "a,b"], ["--object-colour", "1.5"], ["--object-colour", "-0.5"],
+                ["--input-size", "224x300"], ["--input-size", "28x28"], ["--input-size", "224"],
+                ["--input-size", "axb"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 
@@ -351,6 +366,9 @@ def test_anycolour_streams_train_without_colour(ref, tmp_path):
              rule=np.array(repr(ChangeRule(sub_blocks=1))))  # whole, but planned under another rule
     rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
     assert np.array_equal(rebuilt.changed, stream.changed) and np.array_equal(rebuilt.keep, stream.keep)
+    (larger,) = load_streams(str(tmp_path / "train"), ref.geometry, (224, 308)).values()  # another input size
+    assert larger.frames.shape[1:] == (224, 308, 3) and larger.keep.shape == (6, 8, 11)
+    assert larger.targets.shape[:2] == (6, 88) and len(list(tmp_path.glob("train/*.npz"))) == 2
 
 
 def test_step_vocabulary_changes_no_value_or_gradient(ref):

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from codecsight.geometry import QWEN2_5_VL
 from codecsight.models import load_adapter
 from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
@@ -67,16 +68,16 @@ class Example:
     length: int = RUNTIME["window"]  # samples
 
 
-def load_streams(data: str, geometry) -> dict[str, Stream]:
-    """Every stream of a split decoded and planned as the runtime does; kept beside the videos as .npz after the
-    first time (decoding 30 streams takes minutes, and training restarts). A cache planned under another change
-    rule than the runtime's (or before session 10, without the change masks) is planned again."""
+def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[str, Stream]:
+    """Every stream of a split decoded at the model's input `size` and planned as the runtime does; kept beside the
+    videos as .npz after the first time (decoding 30 streams takes minutes, and training restarts). A cache planned
+    under another change rule than the runtime's (or before session 10, without the change masks) is planned again."""
     rule = repr(ChangeRule())
     out = {}
     names = sorted(f for f in os.listdir(data) if f.endswith(".mp4"))
     for i, name in enumerate(names):
         path = os.path.join(data, name)
-        cached = path[:-4] + f".samples-{INPUT_HW[0]}x{INPUT_HW[1]}.npz"
+        cached = path[:-4] + f".samples-{size[0]}x{size[1]}.npz"
         z = {}
         if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
             with np.load(cached) as f:
@@ -84,7 +85,7 @@ def load_streams(data: str, geometry) -> dict[str, Stream]:
         if "changed" in z and str(z.get("rule")) == rule:
             frames, keep, changed = z["frames"], z["keep"], z["changed"]
         else:
-            frames, plans = plan_file(path, geometry, INPUT_HW, RUNTIME["fps"])
+            frames, plans = plan_file(path, geometry, size, RUNTIME["fps"])
             keep, changed = np.stack([p.keep for p in plans]), np.stack([p.fresh for p in plans])
             np.savez(cached, frames=frames, keep=keep, changed=changed, rule=np.array(rule))
         with open(path[:-4] + ".json") as f:
@@ -363,18 +364,30 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
     return out
 
 
-def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None):
+def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None,
+                  size: tuple[int, int] | None = None):
     """A fresh model, or `init`'s weights in one (spread over a deeper LLM if text_layers asks for more layers). The
-    rotary is `rope`, else init's, else the bundled config's: it is not a weight, so a continued model would
-    otherwise fall back to the config's silently."""
+    rotary is `rope`, else init's, else the bundled config's, and the input size `size`, else init's, else
+    INPUT_HW: neither is a weight, so a continued model would otherwise fall back to the defaults silently."""
     init = load_adapter(init) if init else None
     rope = rope or (init and init.model.config.text_config.rope_parameters)
     adapter = build(seed, text_layers, rope)
+    size = size or (init.default_input_hw() if init else INPUT_HW)
+    adapter.model.config.codecsight["input_size"] = list(size)
     if init and len(init.language_model().layers) == len(adapter.language_model().layers):
         adapter.model.load_state_dict(init.model.state_dict())
     elif init:  # a deeper model grown from trained weights
         deepen(adapter, init)
     return adapter
+
+
+def size_hw(text: str) -> tuple[int, int]:
+    """An "HxW" command-line value as two ints."""
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW in px, e.g. 224x308, got {text!r}") from None
+    return h, w
 
 
 def float_pair(text: str) -> tuple[float, float]:
@@ -434,6 +447,9 @@ def main(argv=None) -> int:
     p.add_argument("--object-colour", type=float, default=0.0, help="share of the windows not asked about colour "
                    "in which every object gets a colour of its own, never near a held-out pair's for its kind "
                    "(recolour_objects; default 0)")
+    p.add_argument("--input-size", type=size_hw, default=None, metavar="HxW",
+                   help="model input size in px, whole 28 px tokens (default: --init's, else "
+                        f"{INPUT_HW[0]}x{INPUT_HW[1]}); saved in the config, which the runtime reads")
     p.add_argument("--init", default=None, help="start from these weights (e.g. the bundled model) instead of a "
                    "fresh initialisation; --out's checkpoint, if any, still takes precedence")
     args = p.parse_args(argv)
@@ -460,18 +476,23 @@ def main(argv=None) -> int:
     for name in ("pruned", "dropped", "object_colour"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name.replace('_', '-')} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
+    if args.input_size and (QWEN2_5_VL.snap(*args.input_size) != args.input_size
+                            or not 56 <= min(args.input_size) <= max(args.input_size) <= 1344):
+        p.error(f"--input-size takes HxW in px, each a multiple of {QWEN2_5_VL.token_px} within 56..1344 (whole "
+                f"tokens), got {args.input_size}")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
     random.seed(args.seed)
 
-    adapter = initial_model(args.seed, args.text_layers, rope, args.init)
+    adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size)
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size
     aux = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(CLASSES)) for k in ("vision", "hidden")})
     aux["events"] = torch.nn.Linear(width, len(EVENTS))
-    grid = adapter.geometry.grid(*INPUT_HW)  # token rows, columns
+    size = adapter.default_input_hw()
+    grid = adapter.geometry.grid(*size)  # token rows, columns
     aux["place"] = torch.nn.Linear(width, sum(grid))  # column and row of a visual token (--place)
     opt = torch.optim.AdamW([*adapter.model.parameters(), *aux.parameters()], lr=args.lr, weight_decay=0.01,
                             fused=True)  # one pass over the 7.3 M-entry embedding table, not a dozen
@@ -486,8 +507,9 @@ def main(argv=None) -> int:
         print(f"resumed at step {step} ({spent / 60:.1f} min spent)", file=sys.stderr)
 
     print("decoding streams ...", file=sys.stderr, flush=True)
-    train = {k: v for d in args.data for k, v in load_streams(d, adapter.geometry).items()}
-    heldout = load_streams(args.heldout, adapter.geometry)
+    print(f"input size {size[0]}x{size[1]} ({grid[0]} x {grid[1]} tokens)", file=sys.stderr)
+    train = {k: v for d in args.data for k, v in load_streams(d, adapter.geometry, size).items()}
+    heldout = load_streams(args.heldout, adapter.geometry, size)
     examples = [ex for d in args.data for ex in load_examples(d, RUNTIME["fps"])]
     stages = [(int(n), [ex for d in args.data for ex in short_examples(d, int(n))])
               for n in args.curriculum.split(",") if n]

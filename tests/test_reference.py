@@ -175,6 +175,32 @@ def test_input_size_is_carried_by_a_continued_model(tmp_path):
         assert torch.equal(p, dict(larger.model.named_parameters())[name]), name
 
 
+def test_training_saves_the_step_keep_names(tmp_path):
+    """The trainer end to end on a tiny generated split: it trains, checkpoints, and at the end saves the weights
+    --keep names, the last step's (what every stage since session 11 shipped) or the probe's best (best.pt)."""
+    from codecsight.reference.train import main
+    from codecsight.synth.cli import generate
+
+    data, init, out = (str(tmp_path / k) for k in ("data", "init", "run"))
+    generate(data, seed=1, minutes=0.25, split="train", video_minutes=0.25, progress=False)  # 4 windows
+    save(build(), init)
+    run = ["--data", data, "--heldout", data, "--init", init, "--out", out, "--batch", "2", "--curriculum", "",
+           "--eval-every", "1000", "--minutes", "0.05"]
+    assert main([*run, "--save", str(tmp_path / "first")]) == 0
+    state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
+    assert state["step"] >= 1
+    torch.save(build().model.state_dict(), os.path.join(out, "best.pt"))  # a best step that is not the last
+    for keep in ("last", "best"):  # resumed past its budget: no step more
+        assert main([*run, "--keep", keep, "--save", str(tmp_path / keep)]) == 0
+    assert torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)["step"] == state["step"]
+    saved = {k: dict(load_adapter(str(tmp_path / k)).model.named_parameters()) for k in ("last", "best")}
+    start = dict(build().model.named_parameters())
+    for name, p in start.items():
+        assert torch.equal(saved["last"][name].half(), state["model"][name].half()), name
+        assert torch.equal(saved["best"][name].half(), p.detach().half()), name
+    assert any(not torch.equal(saved["last"][n].half(), p.detach().half()) for n, p in start.items())
+
+
 def test_place_targets_are_the_llm_position_ids(ref):
     """`--place` reads each visual token's (row, col) as Segment.full_coords repeated per temporal patch; in the
     layout the LLM runs on, a token's height and width position ids are exactly that row and column."""

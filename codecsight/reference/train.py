@@ -405,6 +405,8 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", required=True, help="held-out split, for the progress report")
     p.add_argument("--out", default="out/reference", help="checkpoints and log")
     p.add_argument("--save", default=None, help="folder for save_pretrained at the end (default: the bundled one)")
+    p.add_argument("--keep", choices=("best", "last"), default="best", help="weights saved at the end: the step the "
+                   "held-out probe (120 windows) scored best, or the last step's")
     p.add_argument("--minutes", type=float, default=60.0, help="training time budget")
     p.add_argument("--batch", type=int, default=8, help="windows per optimiser step")
     p.add_argument("--lr", type=float, default=5e-4)
@@ -633,11 +635,13 @@ def main(argv=None) -> int:
             t_ckpt = time.time()
     checkpoint()
     best_path = os.path.join(args.out, "best.pt")
-    if os.path.exists(best_path):
+    kept = "the last step"
+    if args.keep == "best" and os.path.exists(best_path):
         adapter.model.load_state_dict(torch.load(best_path))
+        kept = "the probe's best step"
     save(adapter, args.save)
     print(f"done: {step} steps in {(time.time() - t_start) / 60:.1f} min, best held-out mean balanced accuracy "
-          f"{best:.3f}", file=sys.stderr)
+          f"{best:.3f}; saved {kept}", file=sys.stderr)
     return 0
 
 

@@ -183,18 +183,19 @@ def test_training_saves_the_step_keep_names(tmp_path):
 
     data, init, out = (str(tmp_path / k) for k in ("data", "init", "run"))
     generate(data, seed=1, minutes=0.25, split="train", video_minutes=0.25, progress=False)  # 4 windows
-    save(build(), init)
+    start = build()  # the init, and below a planted best step that is not the last
+    save(start, init)
     run = ["--data", data, "--heldout", data, "--init", init, "--out", out, "--batch", "2", "--curriculum", "",
            "--eval-every", "1000", "--minutes", "0.05"]
     assert main([*run, "--save", str(tmp_path / "first")]) == 0
     state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
     assert state["step"] >= 1
-    torch.save(build().model.state_dict(), os.path.join(out, "best.pt"))  # a best step that is not the last
+    torch.save(start.model.state_dict(), os.path.join(out, "best.pt"))
     for keep in ("last", "best"):  # resumed past its budget: no step more
         assert main([*run, "--keep", keep, "--save", str(tmp_path / keep)]) == 0
     assert torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)["step"] == state["step"]
     saved = {k: dict(load_adapter(str(tmp_path / k)).model.named_parameters()) for k in ("last", "best")}
-    start = dict(build().model.named_parameters())
+    start = dict(start.model.named_parameters())
     for name, p in start.items():
         assert torch.equal(saved["last"][name].half(), state["model"][name].half()), name
         assert torch.equal(saved["best"][name].half(), p.detach().half()), name

@@ -60,7 +60,8 @@ class Method:
 # split, and dropping costs 0.62 of the FLOPs of substituting cached embeddings (`codecsight-cached`) at
 # equal F1 there. A token that stops changing stays in view one patch more (linger=1): dropped at once, an object
 # that stops or falls vanished just when asked about; lingering gained 1.1-1.5 F1 points on three held-out splits
-# (session-8 weights; seed 1 chose it) for 0.04-0.06 more of full's FLOPs with a model of real proportions (docs/reference-model.md).
+# (session-8 weights; seed 1 chose it) for 0.04-0.06 more of full's FLOPs with a model of real proportions
+# (docs/reference-model.md).
 CODECSIGHT = Method("codecsight", select="codec", vit_mode="context", grid="dropped", linger=1,
                     kv_policy=DEFAULT_POLICY, kv_budget=DEFAULT_BUDGET)
 

@@ -36,7 +36,8 @@ class ChangeRule:
     # Score a token by the worst of its sub_blocks x sub_blocks blocks (1: the whole token's mean). The worst block's
     # mean is never below the token's, so 2 flags all that 1 does (cached tokens are never staler) and the small
     # objects 1 averages away: on three held-out splits it cut the F1 gap to full from 3-4 points to 1-2 for 0.02-0.03
-    # more of full's FLOPs, and cost less on the real clips than pixel_tau 4 for more F1 (docs/reference-model.md, session 13).
+    # more of full's FLOPs, and cost less on the real clips than pixel_tau 4 for more F1 (docs/reference-model.md,
+    # session 13).
     sub_blocks: int = 2
 
     def __post_init__(self):

@@ -309,7 +309,7 @@ def test_absurd_training_shares_are_refused():
                 ["--place", "-1"], ["--contrast", "1.5"], ["--contrast", "2,1"], ["--contrast", "0,1"],
                 ["--contrast", "a,b"], ["--object-colour", "1.5"], ["--object-colour", "-0.5"],
                 ["--input-size", "224x300"], ["--input-size", "28x28"], ["--input-size", "224"],
-                ["--input-size", "axb"]):
+                ["--input-size", "axb"], ["--keep", "newest"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

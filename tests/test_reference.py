@@ -309,7 +309,8 @@ def test_absurd_training_shares_are_refused():
                 ["--place", "-1"], ["--contrast", "1.5"], ["--contrast", "2,1"], ["--contrast", "0,1"],
                 ["--contrast", "a,b"], ["--object-colour", "1.5"], ["--object-colour", "-0.5"],
                 ["--input-size", "224x300"], ["--input-size", "28x28"], ["--input-size", "224"],
-                ["--input-size", "axb"], ["--keep", "newest"]):
+                ["--input-size", "axb"], ["--keep", "newest"], ["--type-weight", "fell=2"],
+                ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 
@@ -324,6 +325,9 @@ def test_type_balance_weighs_each_asked_type_alike():
     w = answer_weights(types, answers, pos, blind=True, type_balance=True)  # colour not asked: kind halves only
     assert w.tolist() == [0.0] * 4 + [1.5, 0.5, 4.0]
     assert answer_weights(types, answers, pos, blind=True).tolist() == [0.0] * 4 + [3.0, 1.0, 4.0]
+    # a factor per type on top: fall triples, unnamed types keep their weight
+    w = answer_weights(types, answers, pos, blind=False, type_balance=True, type_weight={"fall": 3.0, "kind": 0.5})
+    assert w.tolist() == [0.5, 0.25, 0.25, 0.25, 0.75, 0.25, 12.0]
 
 
 def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():

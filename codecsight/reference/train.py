@@ -43,7 +43,7 @@ from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targ
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeRule
-from codecsight.synth.labels import window_labels
+from codecsight.synth.labels import QUESTION_TYPES, window_labels
 from codecsight.synth.scene import COLOURS, KINDS, colour_rgb, free_colour, object_layers, scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
 
@@ -212,14 +212,18 @@ def withheld(colour: bool, shape: bool, blind: bool, kind_from_shape: bool) -> b
 
 
 def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, float], blind: bool,
-                   kind_from_shape: bool = False, type_balance: bool = False) -> torch.Tensor:
+                   kind_from_shape: bool = False, type_balance: bool = False,
+                   type_weight: dict[str, float] | None = None) -> torch.Tensor:
     """Weight of each question's answer loss: a positive weighs its type's class balance; 0 where `withheld`.
-    type_balance: each type asked weighs alike in total (a window asks four colours but one "fall")."""
+    type_balance: each type asked weighs alike in total (a window asks four colours but one "fall").
+    type_weight: a factor per type on top (types not named keep 1)."""
     w = torch.tensor([0.0 if withheld(t == "colour", t in SHAPE_TYPES, blind, kind_from_shape)
                       else pos_weight[t] if a else 1.0 for a, t in zip(answers, types)])
     if type_balance:
         asked = [t for t, x in zip(types, w.tolist()) if x > 0]
         w = w / torch.tensor([max(1, asked.count(t)) for t in types])
+    if type_weight:
+        w = w * torch.tensor([type_weight.get(t, 1.0) for t in types])
     return w
 
 
@@ -399,6 +403,21 @@ def float_pair(text: str) -> tuple[float, float]:
     return a, b
 
 
+def type_factors(text: str) -> dict[str, float]:
+    """A "TYPE=W,..." command-line value (e.g. fall=3,touch=2): a positive loss factor per question type."""
+    out = {}
+    for item in text.split(","):
+        t, _, w = item.partition("=")
+        try:
+            out[t] = float(w)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected TYPE=W,..., e.g. fall=3,touch=2, got {text!r}") from None
+        if t not in QUESTION_TYPES or not 0 < out[t] <= 100:
+            raise argparse.ArgumentTypeError(f"{item!r}: the type must be one of {', '.join(QUESTION_TYPES)} and the "
+                                             f"weight within (0, 100]")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, nargs="+", help="training split(s) (codecsight synth output)")
@@ -426,6 +445,8 @@ def main(argv=None) -> int:
                    "only, and the model learns colour as evidence against a kind (a green ball is no ball)")
     p.add_argument("--type-balance", action="store_true", help="every question type asked in a window weighs alike in "
                    "the answer loss (without: every question does, so the four colour questions outweigh 'fall')")
+    p.add_argument("--type-weight", type=type_factors, default=None, metavar="TYPE=W,...", help="a factor on the "
+                   "answer loss of the named question types, e.g. fall=3,touch=2 for the types the model answers worst")
     p.add_argument("--pruned", type=float, default=0.6, help="share of windows shown as the codec plan prunes them "
                    "(see --dropped); 0: every window at full compute")
     p.add_argument("--dropped", type=float, default=0.5, help="share of the pruned windows whose unchanged tokens are "
@@ -570,7 +591,7 @@ def main(argv=None) -> int:
                                      contrast, object_colours)
                 target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
                 weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
-                                        args.type_balance)
+                                        args.type_balance, args.type_weight)
                 loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
                 answer_sum += loss.item() / args.batch
                 # the answer word and then the end of the turn over the whole vocabulary, so that generated text

@@ -186,7 +186,7 @@ def test_training_saves_the_step_keep_names(tmp_path):
     start = build()  # the init, and below a planted best step that is not the last
     save(start, init)
     run = ["--data", data, "--heldout", data, "--init", init, "--out", out, "--batch", "2", "--curriculum", "",
-           "--eval-every", "1000", "--minutes", "0.05"]
+           "--eval-every", "1000", "--minutes", "0.05", "--type-balance", "--type-weight", "fall=3,touch=2"]
     assert main([*run, "--save", str(tmp_path / "first")]) == 0
     state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
     assert state["step"] >= 1

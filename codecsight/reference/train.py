@@ -547,7 +547,8 @@ def main(argv=None) -> int:
             if not (t == "colour" and train[ex.stream].any_colour):
                 counts.setdefault(t, [0, 0])[a] += 1
     pos_weight = {t: min(6.0, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
-    print(f"{len(examples)} training windows, positive weights {pos_weight}", file=sys.stderr, flush=True)
+    print(f"{len(examples)} training windows, positive weights {pos_weight}, type factors {args.type_weight or {}}",
+          file=sys.stderr, flush=True)
 
     def checkpoint():
         torch.save({"model": adapter.model.state_dict(), "opt": opt.state_dict(), "aux": aux.state_dict(),

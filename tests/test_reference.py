@@ -175,11 +175,17 @@ def test_input_size_is_carried_by_a_continued_model(tmp_path):
         assert torch.equal(p, dict(larger.model.named_parameters())[name]), name
 
 
-def test_training_saves_the_step_keep_names(tmp_path):
+def test_training_saves_the_step_keep_names(tmp_path, monkeypatch):
     """The trainer end to end on a tiny generated split: it trains, checkpoints, and at the end saves the weights
-    --keep names, the last step's (what every stage since session 11 shipped) or the probe's best (best.pt)."""
+    --keep names, the last step's (what every stage since session 11 shipped) or the probe's best (best.pt); the
+    answer loss is weighted with the --type-weight factors."""
+    import codecsight.reference.train as train
     from codecsight.reference.train import main
     from codecsight.synth.cli import generate
+
+    factors = []  # what each training window's answer weights were given
+    weigh = train.answer_weights
+    monkeypatch.setattr(train, "answer_weights", lambda *a, **k: factors.append(a[6]) or weigh(*a, **k))
 
     data, init, out = (str(tmp_path / k) for k in ("data", "init", "run"))
     generate(data, seed=1, minutes=0.25, split="train", video_minutes=0.25, progress=False)  # 4 windows
@@ -190,6 +196,7 @@ def test_training_saves_the_step_keep_names(tmp_path):
     assert main([*run, "--save", str(tmp_path / "first")]) == 0
     state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
     assert state["step"] >= 1
+    assert factors and all(f == {"fall": 3.0, "touch": 2.0} for f in factors)
     torch.save(start.model.state_dict(), os.path.join(out, "best.pt"))
     for keep in ("last", "best"):  # resumed past its budget: no step more
         assert main([*run, "--keep", keep, "--save", str(tmp_path / keep)]) == 0

@@ -1,5 +1,6 @@
 """The reference VLM: real class and special ids, a tokenizer that covers every standing question, a weights file
 under 20 MB, and a training forward that is exactly the runtime's full-compute path."""
+import inspect
 import os
 import random
 
@@ -183,9 +184,10 @@ def test_training_saves_the_step_keep_names(tmp_path, monkeypatch):
     from codecsight.reference.train import main
     from codecsight.synth.cli import generate
 
-    factors = []  # what each training window's answer weights were given
-    weigh = train.answer_weights
-    monkeypatch.setattr(train, "answer_weights", lambda *a, **k: factors.append(a[6]) or weigh(*a, **k))
+    factors = []  # what each training window's answer weights were given, however the trainer passes it
+    weigh, signature = train.answer_weights, inspect.signature(train.answer_weights)
+    monkeypatch.setattr(train, "answer_weights", lambda *a, **k: factors.append(
+        signature.bind(*a, **k).arguments.get("type_weight")) or weigh(*a, **k))
 
     data, init, out = (str(tmp_path / k) for k in ("data", "init", "run"))
     generate(data, seed=1, minutes=0.25, split="train", video_minutes=0.25, progress=False)  # 4 windows

@@ -191,13 +191,49 @@ def test_stumbles_are_near_falls_labelled_no():
     assert not any(0 < t < 90 for t in peak_tilts(0.0))
 
 
+def test_lie_sets_how_long_a_fallen_object_lies():
+    """`--lie A,B`: every fall's object lies A-B s before it gets up. Short lies give windows holding a fall and its
+    get-up, labelled "Yes"; long ones give windows with an object lying throughout, labelled "No"."""
+    from codecsight.synth.labels import scene_states, window_labels
+    from codecsight.synth.scene import make_scene
+
+    def lying(lie):
+        scene = make_scene(np.random.default_rng(3), "train", 600.0, lie=lie)
+        holds = [b[0] - a[0] for o in scene.objects for a, b in zip(o.keys, o.keys[1:]) if abs(a[3]) == abs(b[3]) == 90]
+        return scene, holds
+
+    for lie in ((1.0, 2.0), (20.0, 25.0)):
+        scene, holds = lying(lie)
+        assert len(holds) >= 5 and all(lie[0] <= h <= lie[1] for h in holds)
+    def fell_and_got_up(st, t):
+        w = slice(round(2 * t), round(2 * t) + 16)
+        for fallen, upright in zip(st.fallen[:, w], st.upright[:, w]):
+            j = int(fallen.argmax())
+            if fallen[j] == 1 and j > 0 and upright[:j].max() == 1 and upright[j:].max() == 1:
+                return True
+        return False
+
+    short, _ = lying((1.0, 2.0))
+    st = scene_states(short, np.arange(0, 600.0, 0.5))
+    fall = {r["start"]: r["answer"] for r in window_labels(short, 2.0, 16, 4) if r["type"] == "fall"}
+    both = [t for t in fall if fell_and_got_up(st, t)]
+    assert len(both) >= 5 and all(fall[t] == "Yes" for t in both)
+    long_, _ = lying((20.0, 25.0))
+    st = scene_states(long_, np.arange(0, 600.0, 0.5))
+    fall = {r["start"]: r["answer"] for r in window_labels(long_, 2.0, 16, 4) if r["type"] == "fall"}
+    through = [t for t in fall if (st.fallen[:, round(2 * t):round(2 * t) + 16] == 1).all(1).any()]
+    assert through and any(fall[t] == "No" for t in through)
+
+
 def test_synth_rejects_bad_parameters(tmp_path, capsys):
     """Absurd parameters are a clear error (exit 2) before anything is written."""
     from codecsight.cli import main
 
     out = tmp_path / "never"
     for bad, says in ((["--stumble", "1.5"], "--stumble must be a share"), (["--size", "321x240"], "even sides"),
-                      (["--window", "7"], "multiples of 2"), (["--minutes", "0"], "must be positive")):
+                      (["--window", "7"], "multiples of 2"), (["--minutes", "0"], "must be positive"),
+                      (["--lie", "5,2"], "0 < A <= B"), (["--lie", "0,1"], "0 < A <= B"),
+                      (["--lie", "three"], "--lie must be A,B")):
         assert main(["synth", "--out", str(out), *bad]) == 2
         assert says in capsys.readouterr().err
     assert not out.exists()

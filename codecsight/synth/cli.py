@@ -9,6 +9,8 @@ Split `heldout` uses background textures, palettes and colour-kind combinations 
 Split `anycolour` is `train` with every object in an arbitrary colour (none near a held-out combination's) and
 colour questions left unlabelled while such an object is in view, for training kind from shape.
 `--stumble P` makes a share P of episodes near-falls (an object leans and straightens up), hard negatives for "fall".
+`--lie A,B` draws how long a fallen object lies from A-B seconds (default 3-10): short lies put a fall and its
+get-up in one window ("fall?" Yes), long ones leave an object lying through whole windows ("fall?" No).
 `--relabel` writes labels-w{W}-s{S}.jsonl for other windows and strides from the scene files of an existing OUT
 (the videos stay as they are): `codecsight eval --labels OUT/labels-w8-s2.jsonl --window 8 --stride 2`.
 """
@@ -34,6 +36,8 @@ def add_arguments(p):
     p.add_argument("--stride", type=int, default=4, help="window stride in samples")
     p.add_argument("--stumble", type=float, default=0.0, help="share of episodes that are near-falls (an object "
                    "leans and straightens up): hard negatives for 'fall' (default 0: the scenes of earlier versions)")
+    p.add_argument("--lie", default=None, metavar="A,B", help="seconds a fallen object lies before it gets up, "
+                   "drawn uniformly from A-B (default 3,10: the scenes of earlier versions)")
     p.add_argument("--seen-colours", action="store_true", help="split heldout only: the same streams (motion, "
                    "noise, encoding) with every held-out colour-kind pair in a training colour of its kind "
                    "(synth.scene.seen_twin), to tell errors the unseen pairing causes from the rest")
@@ -53,27 +57,43 @@ def run(args) -> int:
         raise ConfigError("--minutes and --video-minutes must be positive")
     if not 0 <= args.stumble < 1:
         raise ConfigError(f"--stumble must be a share in [0, 1), got {args.stumble}")
+    lie = lie_range(args.lie) if args.lie is not None else None
     if args.seen_colours and args.split != "heldout":
         raise ConfigError("--seen-colours changes only the held-out split's colour-kind pairs (use --split heldout)")
     if args.relabel:
         print(f"wrote {relabel(args.out, args.rate, args.window, args.stride)}")
         return 0
     generate(args.out, args.seed, args.minutes, args.split, args.video_minutes, (int(w), int(h)),
-             args.rate, args.window, args.stride, stumble=args.stumble, seen_colours=args.seen_colours)
+             args.rate, args.window, args.stride, stumble=args.stumble, seen_colours=args.seen_colours, lie=lie)
     return 0
+
+
+def lie_range(text: str) -> tuple[float, float]:
+    """An "A,B" --lie value: 0 < A <= B <= 600 seconds."""
+    from codecsight.errors import ConfigError
+
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--lie must be A,B in seconds, e.g. 3,10, got {text!r}") from None
+    if not 0 < a <= b <= 600:
+        raise ConfigError(f"--lie must have 0 < A <= B <= 600 seconds, got {text!r}")
+    return a, b
 
 
 def generate(out: str, seed: int, minutes: float, split: str = "train", video_minutes: float = 2.0,
              size: tuple[int, int] = (320, 240), rate: float = 2.0, window: int = 16, stride: int = 4,
-             progress: bool = True, stumble: float = 0.0, seen_colours: bool = False) -> str:
+             progress: bool = True, stumble: float = 0.0, seen_colours: bool = False,
+             lie: tuple[float, float] | None = None) -> str:
     """Write the videos and labels; returns the labels path. seen_colours: see `synth.scene.seen_twin` (the
-    rng draws stay those of the plain split)."""
+    rng draws stay those of the plain split); lie: see `synth.scene.make_scene` (default scene.LIE)."""
     import numpy as np
 
     from codecsight.synth.encode import Encoding, encode
     from codecsight.synth.labels import window_labels
-    from codecsight.synth.scene import Renderer, make_scene, seen_twin
+    from codecsight.synth.scene import LIE, Renderer, make_scene, seen_twin
 
+    lie = lie or LIE
     os.makedirs(out, exist_ok=True)
     total = minutes * 60
     n_videos = max(1, math.ceil(total / (video_minutes * 60) - 1e-9))
@@ -82,7 +102,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
         t0 = time.time()
         duration = min(video_minutes * 60, total - i * video_minutes * 60)
         rng = np.random.default_rng([seed, SPLITS[split], i])
-        scene = make_scene(rng, split, duration, *size, stumble=stumble)
+        scene = make_scene(rng, split, duration, *size, stumble=stumble, lie=lie)
         if seen_colours:
             scene = seen_twin(scene)
         fps = scene.style.fps
@@ -108,7 +128,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
                    "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble,
-                   "seen_colours": seen_colours}, f, indent=1)
+                   "lie": list(lie),                    "seen_colours": seen_colours}, f, indent=1)
     return labels
 
 

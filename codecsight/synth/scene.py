@@ -9,6 +9,7 @@ a tilt of +-90 degrees is an object lying on its side (fallen), pivoting about t
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, replace
 
@@ -26,6 +27,7 @@ KINDS = ("person", "box", "ball", "car")
 SHAPE = {"person": (0.36, 1.0), "box": (0.62, 1.0), "ball": (0.55, 0.55), "car": (2.0, 0.75)}
 SPEED = {"person": (25, 50), "box": (20, 40), "ball": (40, 90), "car": (50, 100)}  # px/s at native size
 CAN_FALL = ("person", "box")  # a tipped ball looks the same and cars do not tip
+LIE = (3.0, 10.0)  # seconds a fallen object lies before it gets up (synth --lie)
 
 # The held-out split: colour-kind combinations, background textures and palettes training never sees.
 HELDOUT_COMBOS = {("red", "car"), ("blue", "person"), ("green", "ball"), ("yellow", "box"), ("white", "person")}
@@ -128,9 +130,10 @@ def _rotate(u, v, tilt):
 # ---- timeline --------------------------------------------------------------------------------------------------
 
 def make_scene(rng: np.random.Generator, split: str, duration: float, width: int = 320, height: int = 240,
-               stumble: float = 0.0) -> Scene:
+               stumble: float = 0.0, lie: tuple[float, float] = LIE) -> Scene:
     """`stumble`: share of episodes that are near-falls (hard negatives for "fall"); at 0 no draw is spent on it,
-    so every seed's scene stays what it was before the option existed."""
+    so every seed's scene stays what it was before the option existed. `lie`: the range of seconds a fallen object
+    lies before it gets up (the same one draw at any range, so the default keeps every seed's scene)."""
     style = Style(
         width=width, height=height, fps=int(rng.choice([10, 12, 15, 20, 25, 30])),
         texture=str(rng.choice(TEXTURES[split])),
@@ -138,6 +141,7 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
         noise=float(rng.uniform(1.5, 5.0)), drift=float(rng.uniform(0.02, 0.12)),
         drift_period=float(rng.uniform(30, 120)), shake=float(rng.choice([0.0, 0.0, 1.0, 1.5])),
     )
+    episodes = {**EPISODES, "fall": functools.partial(_fall, lie=lie)}
     objects: list[Obj] = []
     t = float(rng.uniform(0.5, 4.0))
     while t < duration - 2:
@@ -147,7 +151,7 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
                 episode = "stumble"
             else:
                 episode = rng.choice(["cross", "visit", "meet", "fall"], p=[0.3, 0.2, 0.25, 0.25])
-            objects += EPISODES[episode](rng, split, style, t, len(objects))
+            objects += episodes[episode](rng, split, style, t, len(objects))
         t += float(rng.exponential(7.0)) + 1.0
     return Scene(style, duration, objects)
 
@@ -266,10 +270,10 @@ def _tip(rng, split, style, t, oid, pose):
     return [o]
 
 
-def _fall_pose(rng):
-    """Lying on its side for 3-10 s (draws in the order the generator always had)."""
-    tilt, lie = float(rng.choice([-90.0, 90.0])), float(rng.uniform(3, 10))
-    return tilt, float(rng.uniform(0.4, 0.8)), lie
+def _fall_pose(rng, lie=LIE):
+    """Lying on its side for `lie` = (shortest, longest) seconds (draws in the order the generator always had)."""
+    tilt, held = float(rng.choice([-90.0, 90.0])), float(rng.uniform(*lie))
+    return tilt, float(rng.uniform(0.4, 0.8)), held
 
 
 def _stumble_pose(rng):
@@ -279,8 +283,8 @@ def _stumble_pose(rng):
     return tilt, float(rng.uniform(0.4, 0.8)), float(rng.uniform(0.5, 3.0))
 
 
-def _fall(rng, split, style, t, oid):
-    return _tip(rng, split, style, t, oid, _fall_pose)
+def _fall(rng, split, style, t, oid, lie=LIE):
+    return _tip(rng, split, style, t, oid, functools.partial(_fall_pose, lie=lie))
 
 
 def _stumble(rng, split, style, t, oid):

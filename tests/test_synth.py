@@ -197,14 +197,11 @@ def test_lie_sets_how_long_a_fallen_object_lies():
     from codecsight.synth.labels import scene_states, window_labels
     from codecsight.synth.scene import make_scene
 
-    def lying(lie):
-        scene = make_scene(np.random.default_rng(3), "train", 600.0, lie=lie)
+    scenes = {lie: make_scene(np.random.default_rng(3), "train", 600.0, lie=lie) for lie in ((1.0, 2.0), (20.0, 25.0))}
+    for (lo, hi), scene in scenes.items():
         holds = [b[0] - a[0] for o in scene.objects for a, b in zip(o.keys, o.keys[1:]) if abs(a[3]) == abs(b[3]) == 90]
-        return scene, holds
+        assert len(holds) >= 5 and all(lo <= h <= hi for h in holds)
 
-    for lie in ((1.0, 2.0), (20.0, 25.0)):
-        scene, holds = lying(lie)
-        assert len(holds) >= 5 and all(lie[0] <= h <= lie[1] for h in holds)
     def fell_and_got_up(st, t):
         w = slice(round(2 * t), round(2 * t) + 16)
         for fallen, upright in zip(st.fallen[:, w], st.upright[:, w]):
@@ -213,14 +210,14 @@ def test_lie_sets_how_long_a_fallen_object_lies():
                 return True
         return False
 
-    short, _ = lying((1.0, 2.0))
-    st = scene_states(short, np.arange(0, 600.0, 0.5))
-    fall = {r["start"]: r["answer"] for r in window_labels(short, 2.0, 16, 4) if r["type"] == "fall"}
+    def states_and_fall_answers(scene):
+        answers = {r["start"]: r["answer"] for r in window_labels(scene, 2.0, 16, 4) if r["type"] == "fall"}
+        return scene_states(scene, np.arange(0, 600.0, 0.5)), answers
+
+    st, fall = states_and_fall_answers(scenes[1.0, 2.0])
     both = [t for t in fall if fell_and_got_up(st, t)]
     assert len(both) >= 5 and all(fall[t] == "Yes" for t in both)
-    long_, _ = lying((20.0, 25.0))
-    st = scene_states(long_, np.arange(0, 600.0, 0.5))
-    fall = {r["start"]: r["answer"] for r in window_labels(long_, 2.0, 16, 4) if r["type"] == "fall"}
+    st, fall = states_and_fall_answers(scenes[20.0, 25.0])
     through = [t for t in fall if (st.fallen[:, round(2 * t):round(2 * t) + 16] == 1).all(1).any()]
     assert through and any(fall[t] == "No" for t in through)
 

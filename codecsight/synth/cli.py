@@ -128,7 +128,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
                    "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble,
-                   "lie": list(lie),                    "seen_colours": seen_colours}, f, indent=1)
+                   "lie": list(lie), "seen_colours": seen_colours}, f, indent=1)
     return labels
 
 

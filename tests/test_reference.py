@@ -7,12 +7,13 @@ import random
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
 from codecsight.reference.targets import CLASSES
-from codecsight.reference.train import (GREY, Example, Stream, answer_weights, colour_transform, draw_tint,
+from codecsight.reference.train import (GREY, Example, Stream, answer_loss, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, recolour_objects, save, stretch_contrast, target_mask,
                                        window_forward)
 from codecsight.runtime import Engine, Question, method
@@ -319,7 +320,8 @@ def test_absurd_training_shares_are_refused():
                 ["--contrast", "a,b"], ["--object-colour", "1.5"], ["--object-colour", "-0.5"],
                 ["--input-size", "224x300"], ["--input-size", "28x28"], ["--input-size", "224"],
                 ["--input-size", "axb"], ["--keep", "newest"], ["--type-weight", "fell=2"],
-                ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"]):
+                ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"],
+                ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 
@@ -337,6 +339,20 @@ def test_type_balance_weighs_each_asked_type_alike():
     # a factor per type on top: fall triples, unnamed types keep their weight
     w = answer_weights(types, answers, pos, blind=False, type_balance=True, type_weight={"fall": 3.0, "kind": 0.5})
     assert w.tolist() == [0.5, 0.25, 0.25, 0.25, 0.75, 0.25, 12.0]
+
+
+def test_focal_answer_loss_spares_confident_right_answers():
+    """At 0 it is the plain weighted cross-entropy; at 2 a confidently right answer keeps almost none of its loss and
+    a wrong one most of it, and withheld questions (weight 0) count for nothing either way."""
+    yes_no = torch.tensor([[4.0, -4.0], [-1.0, 1.0], [0.0, 0.0], [9.0, -9.0]])  # P(Yes) 1.0, 0.12, 0.5, 1.0
+    answers, weight = [1, 1, 0, 0], torch.tensor([1.0, 2.0, 1.0, 0.0])
+    ce = F.cross_entropy(yes_no, torch.tensor([0, 0, 1, 1]), reduction="none")
+    plain = answer_loss(yes_no, answers, weight)
+    assert torch.allclose(plain, (ce * weight).sum() / 4.0)
+    per = [answer_loss(yes_no[i:i + 1], answers[i:i + 1], torch.ones(1), 2.0) / ce[i] for i in range(3)]
+    assert per[0] < 1e-6 and 0.75 < per[1] < 0.8 and abs(per[2] - 0.25) < 1e-6
+    assert answer_loss(yes_no, answers, weight, 2.0) < plain
+    assert torch.isfinite(answer_loss(yes_no, answers, weight, 2.0))
 
 
 def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():

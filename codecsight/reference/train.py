@@ -227,6 +227,16 @@ def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, f
     return w
 
 
+def answer_loss(yes_no: torch.Tensor, answers: list[int], weight: torch.Tensor, focal: float = 0.0) -> torch.Tensor:
+    """The window's weighted 2-way loss on the "Yes"/"No" logits. focal: each question's loss is scaled by
+    (1 - p)^focal, p the probability it gives the right answer (focal loss): answers already right with
+    confidence stop pulling the shared weights, those still wrong or unsure keep their full pull."""
+    ce = F.cross_entropy(yes_no, torch.tensor([0 if a else 1 for a in answers]), reduction="none")  # 0 = "Yes"
+    if focal:
+        ce = ce * (1 - torch.exp(-ce)) ** focal
+    return (ce * weight).sum() / weight.sum()
+
+
 def target_mask(blind: bool, kind_from_shape: bool = False) -> torch.Tensor:
     """Which per-token targets (CLASSES) a window trains: all but those `withheld`."""
     return torch.tensor([not withheld(c in COLOURS, c in KINDS, blind, kind_from_shape) for c in CLASSES],
@@ -447,6 +457,9 @@ def main(argv=None) -> int:
                    "the answer loss (without: every question does, so the four colour questions outweigh 'fall')")
     p.add_argument("--type-weight", type=type_factors, default=None, metavar="TYPE=W,...", help="a factor on the "
                    "answer loss of the named question types, e.g. fall=3,touch=2 for the types the model answers worst")
+    p.add_argument("--focal", type=float, default=0.0, help="focal exponent of the answer loss (answer_loss): "
+                   "answers already right with confidence weigh (1 - p)^FOCAL of their loss, so the hard windows "
+                   "(a fall and its get-up, objects in contact from the start) keep the pull; 0: plain")
     p.add_argument("--pruned", type=float, default=0.6, help="share of windows shown as the codec plan prunes them "
                    "(see --dropped); 0: every window at full compute")
     p.add_argument("--dropped", type=float, default=0.5, help="share of the pruned windows whose unchanged tokens are "
@@ -488,6 +501,8 @@ def main(argv=None) -> int:
         p.error(f"--place is a loss weight, >= 0 (got {args.place})")
     if args.events < 0:
         p.error(f"--events is a loss weight, >= 0 (got {args.events})")
+    if not 0 <= args.focal <= 10:
+        p.error(f"--focal is a focal-loss exponent within [0, 10] (got {args.focal})")
     rope = None
     if args.spatial_rope:
         try:
@@ -590,10 +605,9 @@ def main(argv=None) -> int:
                     pruning = "cached"
                 fwd = window_forward(adapter, stream, ex, pruning, system_ids, question_ids, ex.answers, tint,
                                      contrast, object_colours)
-                target = torch.tensor([0 if a else 1 for a in ex.answers])  # class 0 = "Yes"
                 weight = answer_weights(ex.types, ex.answers, pos_weight, blind, args.kind_from_shape,
                                         args.type_balance, args.type_weight)
-                loss = (F.cross_entropy(fwd.yes_no, target, reduction="none") * weight).sum() / weight.sum()
+                loss = answer_loss(fwd.yes_no, ex.answers, weight, args.focal)
                 answer_sum += loss.item() / args.batch
                 # the answer word and then the end of the turn over the whole vocabulary, so that generated text
                 # reads "Yes"/"No" and stops; weak, so that the yes/no decision drives learning from the first step

@@ -353,6 +353,10 @@ def test_focal_answer_loss_spares_confident_right_answers():
     assert per[0] < 1e-6 and 0.75 < per[1] < 0.8 and abs(per[2] - 0.25) < 1e-6
     assert answer_loss(yes_no, answers, weight, 2.0) < plain
     assert torch.isfinite(answer_loss(yes_no, answers, weight, 2.0))
+    # the withheld fourth answer, wrong at P(Yes) 1.0, changes nothing with or without focal weighting
+    for focal in (0.0, 2.0):
+        assert torch.allclose(answer_loss(yes_no, answers, weight, focal),
+                              answer_loss(yes_no[:3], answers[:3], weight[:3], focal))
 
 
 def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():

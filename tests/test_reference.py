@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
-from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope
+from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope, spread
 from codecsight.reference.targets import CLASSES
 from codecsight.reference.train import (GREY, Example, Stream, answer_loss, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, recolour_objects, save, stretch_contrast, target_mask,
@@ -111,25 +111,33 @@ def test_training_forward_prunes_like_the_runtime(ref):
 
 
 def test_deepened_model_starts_as_the_trained_one():
-    """Growing the LLM (trained layers spread out, identity layers between) changes no output at first."""
+    """Growing the LLM and the ViT (trained layers spread out, identity layers between) changes no output at first."""
     trained = build(seed=2)
     with torch.no_grad():
         for p in trained.model.parameters():  # give every weight something beyond its initialisation
             p.add_(0.05 * torch.randn_like(p))
-        deep = build(seed=1, text_layers=2 * len(trained.language_model().layers))
+        deep = build(seed=1, text_layers=6, vision_layers=6)
         deepen(deep, trained)
         h = torch.randn(1, 12, trained.config.text_config.hidden_size)
         pos = torch.arange(12)[None].expand(3, 1, -1)
         want = trained.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
         got = deep.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
-    assert len(deep.language_model().layers) == 8
+    frames = np.random.default_rng(0).integers(0, 256, (4, 112, 168, 3), dtype=np.uint8)
+    assert len(deep.language_model().layers) == 6 and len(deep.model.model.visual.blocks) == 6
     assert torch.equal(got, want)
-    assert torch.equal(deep.model.model.visual.merger.mlp[0].weight, trained.model.model.visual.merger.mlp[0].weight)
-    with pytest.raises(ValueError):
-        deepen(build(text_layers=6), trained)
+    assert torch.equal(deep.vision_reference(frames)[0], trained.vision_reference(frames)[0])
+    # trained blocks 1 and 3 (full attention) sit at 1 and 4; the added 2 and 5 attend over the whole frame
+    assert deep.model.model.visual.fullatt_block_indexes == [1, 2, 4, 5]
+    assert spread(4, 8) == [0, 2, 4, 6] and spread(4, 4) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="cannot grow"):
+        deepen(build(text_layers=2), trained)
+    with pytest.raises(ValueError, match="attend differently"):  # same depth, other attention layout
+        deepen(build(vision_layers=6), build(seed=3, vision_layers=5))
     for absurd in (0, -2, 1000):
         with pytest.raises(ValueError, match="text_layers"):
             build(text_layers=absurd)
+        with pytest.raises(ValueError, match="vision_layers"):
+            build(vision_layers=absurd)
 
 
 def _angle(adapter, axis: int, tokens: int) -> torch.Tensor:

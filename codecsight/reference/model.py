@@ -83,20 +83,35 @@ def spatial_rope(row: float, column: float) -> dict:
             "original_max_position_embeddings": CONFIG["text_config"]["max_position_embeddings"]}
 
 
-def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None):
-    """A freshly initialised reference model wrapped in its adapter (text_layers: LLM depth, rope: the LLM's
-    rope_parameters; default CONFIG's)."""
+def spread(trained: int, layers: int) -> list[int]:
+    """Where trained layer i sits in a stack of `layers` grown from `trained` (deepen): evenly spread, the first at 0."""
+    if not 1 <= trained <= layers:
+        raise ValueError(f"cannot grow {trained} trained layers into {layers}")
+    return [i * layers // trained for i in range(trained)]
+
+
+def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None, vision_layers: int | None = None):
+    """A freshly initialised reference model wrapped in its adapter (text_layers, vision_layers: LLM and ViT depth,
+    rope: the LLM's rope_parameters; default CONFIG's). A deeper ViT keeps CONFIG's full-attention blocks where
+    deepen puts them and makes the added blocks full attention too: the windowed blocks see 112 px only, and what
+    more depth should add is relations across the frame (two objects meeting at a window's border)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 
-    if text_layers is not None and not 1 <= text_layers <= 64:
-        raise ValueError(f"text_layers must be within 1..64, got {text_layers}")
-    base = CONFIG["text_config"]
+    for name, n in (("text_layers", text_layers), ("vision_layers", vision_layers)):
+        if n is not None and not 1 <= n <= 64:
+            raise ValueError(f"{name} must be within 1..64, got {n}")
+    base, vbase = CONFIG["text_config"], CONFIG["vision_config"]
     text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"],
                 rope_parameters=dict(rope or base["rope_parameters"]))
-    config = Qwen2_5_VLConfig(**{**CONFIG, "text_config": text})
+    vision = dict(vbase)
+    if vision_layers and vision_layers != vbase["depth"]:
+        kept = spread(vbase["depth"], vision_layers)
+        vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
+            {kept[i] for i in vbase["fullatt_block_indexes"]} | set(range(vision_layers)) - set(kept)))
+    config = Qwen2_5_VLConfig(**{**CONFIG, "text_config": text, "vision_config": vision})
     config.codecsight = dict(RUNTIME)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
@@ -105,21 +120,26 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
 
 
 def deepen(adapter, trained) -> None:
-    """Load a trained model into a deeper one (same widths): trained LLM layer i goes to layer i * k of the k
-    times deeper model; the layers in between start as identities (zero output and down projections, so they add
+    """Load a trained model into one as deep or deeper (same widths): trained layer i of the LLM and of the ViT goes
+    to spread(...)[i]; the layers in between start as identities (zero output and down projections, biases too, so they add
     nothing to the residual stream) and the deeper model computes what the trained one did until it learns."""
     import torch
 
-    new, old = adapter.language_model().layers, trained.language_model().layers
-    if len(new) % len(old):
-        raise ValueError(f"{len(new)} LLM layers are not a multiple of the trained {len(old)}")
-    k = len(new) // len(old)
-    state = {key: v for key, v in trained.model.state_dict().items() if ".layers." not in key}
+    new_v, old_v = adapter.model.model.visual, trained.model.model.visual
+    stacks = [(adapter.language_model().layers, trained.language_model().layers, "self_attn.o_proj"),
+              (new_v.blocks, old_v.blocks, "attn.proj")]
+    places = [spread(len(old), len(new)) for new, old, _ in stacks]
+    for i, j in enumerate(places[1]):  # a windowed block must stay windowed, a full one full
+        if (i in old_v.fullatt_block_indexes) != (j in new_v.fullatt_block_indexes):
+            raise ValueError(f"trained ViT block {i} and block {j} of the deeper ViT attend differently")
+    state = {k: v for k, v in trained.model.state_dict().items() if ".layers." not in k and ".blocks." not in k}
     adapter.model.load_state_dict(state, strict=False)
     with torch.no_grad():
-        for i, layer in enumerate(new):
-            if i % k:
-                layer.self_attn.o_proj.weight.zero_()
-                layer.mlp.down_proj.weight.zero_()
-            else:
-                layer.load_state_dict(old[i // k].state_dict())
+        for (new, old, out), kept in zip(stacks, places):
+            for j, layer in enumerate(new):
+                if j in kept:
+                    layer.load_state_dict(old[kept.index(j)].state_dict())
+                else:  # the ViT's projections have biases, the LLM's not
+                    for name in (out, "mlp.down_proj"):
+                        for p in layer.get_submodule(name).parameters():
+                            p.zero_()

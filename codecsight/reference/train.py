@@ -379,18 +379,20 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
 
 
 def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None,
-                  size: tuple[int, int] | None = None):
-    """A fresh model, or `init`'s weights in one (spread over a deeper LLM if text_layers asks for more layers). The
-    rotary is `rope`, else init's, else the bundled config's, and the input size `size`, else init's, else
-    INPUT_HW: neither is a weight, so a continued model would otherwise fall back to the defaults silently."""
+                  size: tuple[int, int] | None = None, vision_layers: int | None = None):
+    """A fresh model, or `init`'s weights in one (spread over a deeper LLM or ViT if text_layers or vision_layers
+    ask for more layers than init has; default: init's depths). The rotary is `rope`, else init's, else the bundled
+    config's, and the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model would
+    otherwise fall back to the defaults silently."""
     init = load_adapter(init) if init else None
     rope = rope or (init and init.model.config.text_config.rope_parameters)
-    adapter = build(seed, text_layers, rope)
+    if init:
+        text_layers = text_layers or len(init.language_model().layers)
+        vision_layers = vision_layers or len(init.model.model.visual.blocks)
+    adapter = build(seed, text_layers, rope, vision_layers)
     size = size or (init.default_input_hw() if init else INPUT_HW)
     adapter.model.config.codecsight["input_size"] = list(size)
-    if init and len(init.language_model().layers) == len(adapter.language_model().layers):
-        adapter.model.load_state_dict(init.model.state_dict())
-    elif init:  # a deeper model grown from trained weights
+    if init:
         deepen(adapter, init)
     return adapter
 
@@ -470,9 +472,12 @@ def main(argv=None) -> int:
                    "fallen since the window began); 0: none")
     p.add_argument("--place", type=float, default=0.0, help="weight of the per-token place targets (column and "
                    "row of each visual token, so that it carries where it is) on the LLM's middle state; 0: none")
-    p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: the bundled config's); "
-                   "with --init of a shallower model, its layers are spread over the deeper one (reference.model."
-                   "deepen)")
+    p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: --init's, else the bundled "
+                   "config's); with --init of a shallower model, its layers are spread over the deeper one "
+                   "(reference.model.deepen)")
+    p.add_argument("--vision-layers", type=int, default=None, help="ViT depth (default: --init's, else the bundled "
+                   "config's); with --init of a shallower model, its blocks are spread over the deeper one and the "
+                   "added blocks attend over the whole frame (reference.model.build, deepen)")
     p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN",
                    help="radians per token row and column for one height and one width frequency pair of the LLM's "
                    "rotary (reference.model.spatial_rope; default: --init's rotary, else the bundled config's); the "
@@ -523,7 +528,7 @@ def main(argv=None) -> int:
     ckpt = os.path.join(args.out, "checkpoint.pt")
     random.seed(args.seed)
 
-    adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size)
+    adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers)
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size

@@ -82,9 +82,9 @@ def test_eval_command_on_a_ucf_crime_layout(tmp_path, capsys):
     ad = tiny_vlm()
     ad.model.save_pretrained(model)
     ad.tokenizer.save_pretrained(model)
-    out = tmp_path / "r.json"
+    out, answers = tmp_path / "r.json", tmp_path / "answers.jsonl"
     assert main(["eval", "--labels", str(data / "labels.jsonl"), "--model", str(model), "--method", "codecsight",
-                 "--json", str(out), "--window", "8", "--stride", "2"]) == 0
+                 "--json", str(out), "--window", "8", "--stride", "2", "--answers", str(answers)]) == 0
     r = json.loads(out.read_text())
     assert set(r) >= {"model", "method", "f1", "precision", "recall", "per_question", "tokens_fraction",
                       "flops_fraction"}
@@ -96,6 +96,12 @@ def test_eval_command_on_a_ucf_crime_layout(tmp_path, capsys):
     assert 0 < sum(r["stage_seconds"].values()) <= r["seconds"]
     assert r["per_question"]["Fighting"]["support"] == 2
     assert "video-level F1" in capsys.readouterr().out
+    # every window's answer, from which the video-level score can be made again
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert len(rows) == r["windows"] and all(0 <= a["p_yes"] <= 1 for a in rows)
+    said = {v: any(a["p_yes"] >= 0.5 for a in rows if a["video"] == v) for v in ("Fighting001_x264", "Normal002_x264")}
+    tp, fp = int(said["Fighting001_x264"]), int(said["Normal002_x264"])
+    assert r["video"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + (1 - tp)))
     assert main(["eval", "--labels", str(data / "labels.jsonl"), "--model", str(model), "--method", "bogus"]) == 2
 
 

@@ -140,6 +140,22 @@ def test_deepened_model_starts_as_the_trained_one():
             build(vision_layers=absurd)
 
 
+def test_runtime_vit_encodes_a_grown_tower_as_the_library_does():
+    """A grown ViT has full-attention blocks side by side (1, 2, 4, 5), a layout no stock config has: the runtime's
+    own ViT loop, every token kept, still equals the library's tower, once the added blocks do something."""
+    from codecsight.vision.encoder import EncodeRequest, PrunedViT
+
+    deep = build(seed=1, vision_layers=6)
+    with torch.no_grad():
+        for p in deep.model.model.visual.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    frames = np.random.default_rng(1).integers(0, 256, (4, 112, 168, 3), dtype=np.uint8)
+    want, _ = deep.vision_reference(frames)
+    for mode in ("isolated", "context"):
+        got = PrunedViT(deep, mode).encode([EncodeRequest("s", frames[i:i + 2]) for i in (0, 2)])
+        assert (torch.cat([r.embeds for r in got]) - want).abs().max() <= 1e-5
+
+
 def _angle(adapter, axis: int, tokens: int) -> torch.Tensor:
     """Rotary angle per frequency pair between a token at 0 and one at `tokens - 1` along axis (0 t, 1 h, 2 w)."""
     pos = torch.zeros(3, 2, dtype=torch.long)

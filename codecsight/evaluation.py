@@ -266,7 +266,7 @@ def run(args) -> int:
     if args.method != "full":  # fractions are against full compute in the same run
         print("full compute, for the cost fractions ...", flush=True)
         _, base = evaluate(adapter, labels, root, "full", fps, window, stride, args.threshold)
-    result, (_, _, answers) = evaluate(adapter, labels, root, args.method, fps, window, stride, args.threshold, base)
+    result, (*_, answers) = evaluate(adapter, labels, root, args.method, fps, window, stride, args.threshold, base)
     if args.answers:
         write_answers(args.answers, answers)
     result = {"model": args.model or "bundled reference VLM", **result}

@@ -84,7 +84,7 @@ def spatial_rope(row: float, column: float) -> dict:
 
 
 def spread(trained: int, layers: int) -> list[int]:
-    """Where trained layer i sits in a stack of `layers` grown from `trained` (deepen): evenly spread, the first at 0."""
+    """Where trained layer i sits in a stack of `layers` grown from `trained` (deepen): evenly spread, first at 0."""
     if not 1 <= trained <= layers:
         raise ValueError(f"cannot grow {trained} trained layers into {layers}")
     return [i * layers // trained for i in range(trained)]
@@ -121,8 +121,9 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
 
 def deepen(adapter, trained) -> None:
     """Load a trained model into one as deep or deeper (same widths): trained layer i of the LLM and of the ViT goes
-    to spread(...)[i]; the layers in between start as identities (zero output and down projections, biases too, so they add
-    nothing to the residual stream) and the deeper model computes what the trained one did until it learns."""
+    to spread(...)[i]; the layers in between start as identities (zero output and down projections, biases too, so
+    they add nothing to the residual stream) and the deeper model computes what the trained one did until it
+    learns."""
     import torch
 
     new_v, old_v = adapter.model.model.visual, trained.model.model.visual
@@ -133,7 +134,9 @@ def deepen(adapter, trained) -> None:
         if (i in old_v.fullatt_block_indexes) != (j in new_v.fullatt_block_indexes):
             raise ValueError(f"trained ViT block {i} and block {j} of the deeper ViT attend differently")
     state = {k: v for k, v in trained.model.state_dict().items() if ".layers." not in k and ".blocks." not in k}
-    adapter.model.load_state_dict(state, strict=False)
+    missing, unexpected = adapter.model.load_state_dict(state, strict=False)
+    if unexpected or any(".layers." not in k and ".blocks." not in k for k in missing):
+        raise ValueError(f"the trained model does not fit this one (missing {missing}, unexpected {unexpected})")
     with torch.no_grad():
         for (new, old, out), kept in zip(stacks, places):
             for j, layer in enumerate(new):

@@ -528,7 +528,10 @@ def main(argv=None) -> int:
     ckpt = os.path.join(args.out, "checkpoint.pt")
     random.seed(args.seed)
 
-    adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers)
+    try:
+        adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers)
+    except ValueError as e:  # a depth out of range, or fewer layers than --init has
+        p.error(f"--text-layers / --vision-layers: {e}")
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size

@@ -27,8 +27,8 @@ def add_arguments(p):
     p.add_argument("--method", default="full", help="full, codecsight, or a peer baseline (NAME:knob=value,...)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--threshold", type=float, default=0.5, help="P(Yes) at or above which the answer is yes")
-    p.add_argument("--answers", help="write every answered window here (JSONL: video, start, question, p_yes), to "
-                   "look at, plot or pick a threshold from")
+    p.add_argument("--answers", help="write every answered window here (JSONL: video, start, question, p_yes, and "
+                   "type and answer where a window label exists), to look at, plot or pick a threshold from")
     p.add_argument("--prompt", default=PROMPT, help="question template for video rows; {X} = category")
     p.add_argument("--fps", type=float, default=None, help="sampling rate (default: labels' meta.json, else 2)")
     p.add_argument("--window", type=int, default=None, help="window in samples (default: meta.json, else 16)")
@@ -161,12 +161,17 @@ def video_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
     return prf(tp, fp, fn)
 
 
-def write_answers(path: str, answers: dict) -> None:
-    """answers ((video stem, start, question) -> P(Yes)) as JSONL, in stream and time order."""
+def write_answers(path: str, answers: dict, labels: list[dict]) -> None:
+    """answers ((video stem, start, question) -> P(Yes)) as JSONL in stream and time order, each with its label's
+    type and answer where a window row labels it (video rows label whole videos, not windows)."""
+    truth = {(_stem(r["video"]), round(r["start"], 2), r["question"]): r for r in labels if "start" in r}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        for (video, start, question), p in sorted(answers.items()):
-            f.write(json.dumps({"video": video, "start": start, "question": question, "p_yes": p}) + "\n")
+        for key, p in sorted(answers.items()):
+            row = dict(zip(("video", "start", "question"), key), p_yes=p)
+            if key in truth:
+                row.update(type=truth[key].get("type"), answer=truth[key]["answer"])
+            f.write(json.dumps(row) + "\n")
 
 
 def _stem(video: str) -> str:
@@ -268,7 +273,7 @@ def run(args) -> int:
         _, base = evaluate(adapter, labels, root, "full", fps, window, stride, args.threshold)
     result, (*_, answers) = evaluate(adapter, labels, root, args.method, fps, window, stride, args.threshold, base)
     if args.answers:
-        write_answers(args.answers, answers)
+        write_answers(args.answers, answers, labels)
     result = {"model": args.model or "bundled reference VLM", **result}
     ranked = f", mean AUC over question types {result['auc']:.3f}" if result.get("auc") is not None else ""
     print(f"{result['method']}: F1 {result['f1']:.3f}{_spread(result)} (P {result['precision']:.3f}, "

@@ -8,7 +8,7 @@ from tiny import tiny_vlm
 
 from codecsight.cli import main
 from codecsight.errors import ConfigError
-from codecsight.evaluation import PROMPT, auc, read_labels, video_scores, window_scores
+from codecsight.evaluation import PROMPT, auc, read_labels, video_scores, window_scores, write_answers
 
 
 def test_window_and_video_scores_by_hand():
@@ -25,6 +25,19 @@ def test_window_and_video_scores_by_hand():
     assert (v["precision"], v["recall"]) == (1.0, 0.5)
     t = w["per_question"]["t"]  # 0.9 (Yes) above 0.6 (No); answering Yes always: P 1/2, R 1
     assert (t["auc"], t["positive"], t["always_yes_f1"]) == (1.0, 1, pytest.approx(2 / 3))
+
+
+def test_answers_file_carries_each_windows_label(tmp_path):
+    """A window row's type and answer ride along with its P(Yes); an answer no row labels has none; order is by
+    stream, then time."""
+    labels = [{"video": "sub/b.mp4", "start": 2.0, "question": "q", "type": "t", "answer": "No"},
+              {"video": "sub/a.mp4", "start": 0.0, "question": "q", "type": "t", "answer": "Yes"}]
+    answers = {("b", 2.0, "q"): 0.25, ("a", 0.0, "q"): 0.75, ("a", 2.0, "q"): 0.5}
+    write_answers(str(tmp_path / "x" / "answers.jsonl"), answers, labels)
+    rows = [json.loads(line) for line in (tmp_path / "x" / "answers.jsonl").read_text().splitlines()]
+    assert rows == [{"video": "a", "start": 0.0, "question": "q", "p_yes": 0.75, "type": "t", "answer": "Yes"},
+                    {"video": "a", "start": 2.0, "question": "q", "p_yes": 0.5},
+                    {"video": "b", "start": 2.0, "question": "q", "p_yes": 0.25, "type": "t", "answer": "No"}]
 
 
 def test_per_question_scores_show_what_a_type_mean_hides():

@@ -111,7 +111,7 @@ def window_scores(labels: list[dict], answers: dict, threshold: float, ref: dict
     for r in labels:
         if "start" not in r:
             continue
-        key = (_stem(r["video"]), round(r["start"], 2), r["question"])
+        key = _window_key(r)
         block = f"{key[0]}@{int(r['start'] // BLOCK_SECONDS)}"
         per.setdefault((r.get("type", "all"), r["question"]), []).append(
             (answers.get(key, 0.0), r["answer"] == "Yes", block, (ref or {}).get(key, 0.0)))
@@ -164,7 +164,7 @@ def video_scores(labels: list[dict], answers: dict, threshold: float) -> dict:
 def write_answers(path: str, answers: dict, labels: list[dict]) -> None:
     """answers ((video stem, start, question) -> P(Yes)) as JSONL in stream and time order, each with its label's
     type and answer where a window row labels it (video rows label whole videos, not windows)."""
-    truth = {(_stem(r["video"]), round(r["start"], 2), r["question"]): r for r in labels if "start" in r}
+    truth = {_window_key(r): r for r in labels if "start" in r}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         for key, p in sorted(answers.items()):
@@ -172,6 +172,11 @@ def write_answers(path: str, answers: dict, labels: list[dict]) -> None:
             if key in truth:
                 row.update(type=truth[key].get("type"), answer=truth[key]["answer"])
             f.write(json.dumps(row) + "\n")
+
+
+def _window_key(row: dict) -> tuple[str, float, str]:
+    """A window label row's key into the answers: (video stem, start rounded to 0.01 s, question)."""
+    return _stem(row["video"]), round(row["start"], 2), row["question"]
 
 
 def _stem(video: str) -> str:

@@ -353,11 +353,13 @@ def test_absurd_training_shares_are_refused():
 def test_absurd_depths_are_refused_before_any_data_loads(tmp_path, capsys):
     """Out of range, or fewer layers than --init has (a trained model is grown, never cut): a usage error, and the
     data (which does not exist here) is never read."""
-    for bad in (["--vision-layers", "0"], ["--text-layers", "100"], ["--init", BUNDLED_MODEL, "--vision-layers", "2"],
-                ["--init", BUNDLED_MODEL, "--text-layers", "3"]):
+    for bad, why in ((["--vision-layers", "0"], "vision_layers must be within 1..64"),
+                     (["--text-layers", "100"], "text_layers must be within 1..64"),
+                     (["--init", BUNDLED_MODEL, "--vision-layers", "2"], "cannot grow 4 trained layers into 2"),
+                     (["--init", BUNDLED_MODEL, "--text-layers", "3"], "cannot grow 4 trained layers into 3")):
         with pytest.raises(SystemExit) as e:
             main(["--data", "x", "--heldout", "y", "--out", str(tmp_path), *bad])
-        assert e.value.code == 2 and "--vision-layers" in capsys.readouterr().err
+        assert e.value.code == 2 and why in capsys.readouterr().err
 
 
 def test_type_balance_weighs_each_asked_type_alike():

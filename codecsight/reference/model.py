@@ -107,7 +107,7 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
     text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"],
                 rope_parameters=dict(rope or base["rope_parameters"]))
     vision = dict(vbase)
-    if vision_layers and vision_layers != vbase["depth"]:
+    if vision_layers:  # at CONFIG's depth, spread keeps every block in place and the layout is CONFIG's
         kept = spread(vbase["depth"], vision_layers)
         vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
             {kept[i] for i in vbase["fullatt_block_indexes"]} | set(range(vision_layers)) - set(kept)))

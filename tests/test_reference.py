@@ -219,7 +219,8 @@ def test_training_saves_the_step_keep_names(tmp_path, monkeypatch):
     start = build()  # the init, and below a planted best step that is not the last
     save(start, init)
     run = ["--data", data, "--heldout", data, "--init", init, "--out", out, "--batch", "2", "--curriculum", "",
-           "--eval-every", "1000", "--minutes", "0.05", "--type-balance", "--type-weight", "fall=3,touch=2"]
+           "--eval-every", "1000", "--minutes", "0.05", "--type-balance", "--type-weight", "fall=3,touch=2",
+           "--reverse", "0.5"]
     assert main([*run, "--save", str(tmp_path / "first")]) == 0
     state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
     assert state["step"] >= 1
@@ -454,8 +455,14 @@ def test_anycolour_streams_train_without_colour(ref, tmp_path):
         assert stream.changed.shape == stream.keep.shape == (6, 6, 8) and stream.keep[0].all()
         assert (stream.keep | ~stream.changed).all() and not stream.changed[1:].all()
     (cache,) = tmp_path.glob("anycolour/*.npz")
+    assert isinstance(stream.frames, np.memmap) and "frames" not in np.load(cache)  # the samples: a mapped .npy
     again = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
     assert all(np.array_equal(getattr(again, k), getattr(stream, k)) for k in ("frames", "keep", "changed"))
+    np.savez(cache, frames=stream.frames, keep=stream.keep, changed=stream.changed, rule=np.array(repr(ChangeRule())))
+    os.remove(str(cache)[:-4] + ".npy")  # a one-file cache of sessions 10-27: split in two, not planned again
+    split = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
+    assert isinstance(split.frames, np.memmap) and np.array_equal(split.frames, stream.frames)
+    assert "frames" not in np.load(cache) and os.path.getmtime(cache) >= os.path.getmtime(str(cache)[:-4] + ".npy")
     np.savez(cache, frames=stream.frames[:2], keep=stream.keep[:1])  # an old cache, and not this video's
     rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
     assert np.array_equal(rebuilt.changed, stream.changed) and len(rebuilt.frames) == 12
@@ -539,3 +546,59 @@ def test_object_events_at_a_window_end_are_its_labels():
             assert got == (r["answer"] == "Yes"), r
             seen[r["type"]][r["answer"] == "Yes"] += 1
     assert all(no > 0 and yes > 0 for no, yes in seen.values()), seen
+
+
+def test_a_window_shown_backwards_is_answered_for_the_reversed_samples():
+    """--reverse: on a generated stream, every labelled window shown backwards answers "enter" as the forward window
+    answers "leave" and the other way round, presence as forward, "fall" as a get-up (lying, then upright) and
+    "touch" as a parting (in contact, then apart), each read forward off the scene; backwards twice is forwards."""
+    from codecsight.reference.targets import scene_track
+    from codecsight.reference.train import group_windows, reversed_example
+    from codecsight.synth.labels import _then, window_labels
+    from codecsight.synth.scene import make_scene
+
+    scene = make_scene(np.random.default_rng(7), "train", 120.0)
+    track = scene_track(scene, rate=2.0, rows=6, cols=8)
+    st = track.states
+    swapped = {"Does an object enter?": "Does an object leave?", "Does an object leave?": "Does an object enter?"}
+    by_order = {"fall": lambda w: _then(st.fallen[:, w], st.upright[:, w]),
+                "touch": lambda w: _then(st.touching[:, w], 1 - st.touching[:, w])}
+    changed = {"enter": 0, "fall": 0, "touch": 0}
+    for ex in group_windows(({**r, "video": "v.mp4"} for r in window_labels(scene, 2.0, 16, 4)), "d", 2.0):
+        back = reversed_example(track, ex)
+        assert back.backward and not ex.backward and (back.first, back.length) == (ex.first, ex.length)
+        forward = dict(zip(ex.questions, ex.answers))
+        w = slice(ex.first, ex.first + 16)
+        for q, a, t in zip(back.questions, back.answers, back.types):
+            if q in swapped:
+                assert swapped[q] not in forward or a == forward[swapped[q]], (ex.first, q)
+                changed["enter"] += swapped[q] in forward and a != forward[q]
+            elif t in by_order:
+                assert a == by_order[t](w), (ex.first, q)
+                changed[t] += q in forward and a != forward[q]
+            elif t != "stop":
+                assert a == forward[q], (ex.first, q)
+        again = reversed_example(track, back)
+        assert not again.backward and dict(zip(again.questions, again.answers)) == forward
+    assert all(n > 0 for n in changed.values()), changed  # the scene has falls, meetings and arrivals
+
+
+def test_a_backward_window_is_the_forward_one_over_reversed_frames(ref):
+    """window_forward of a window shown backwards equals the forward pass over the same frames in reverse order
+    (its tokens keep their places and times); it cannot be pruned, the codec's plan runs forwards."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, *INPUT_HW, 3), dtype=np.uint8)
+    keep = np.ones((4, 6, 8), bool)
+    q = QUESTIONS[0].text
+    args = (ref.chat_system(SYSTEM_PROMPT), {q: ref.chat_question(q)})
+    with torch.no_grad():
+        back = window_forward(ref, Stream(frames, keep, keep), Example("s", 0, [q], [0], ["colour"], 8, True),
+                              "none", *args)
+        flipped = window_forward(ref, Stream(frames[::-1].copy(), keep, keep), Example("s", 0, [q], [0], ["colour"], 8),
+                                 "none", *args)
+        ahead = window_forward(ref, Stream(frames, keep, keep), Example("s", 0, [q], [0], ["colour"], 8), "none", *args)
+        with pytest.raises(ValueError, match="backwards"):
+            window_forward(ref, Stream(frames, keep, keep), Example("s", 0, [q], [0], ["colour"], 8, True), "cached",
+                           *args)
+    assert torch.equal(back.yes_no, flipped.yes_no) and torch.equal(back.vision, flipped.vision)
+    assert not torch.allclose(back.yes_no, ahead.yes_no)

@@ -43,14 +43,14 @@ from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targ
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.signals import ChangeRule
-from codecsight.synth.labels import QUESTION_TYPES, window_labels
+from codecsight.synth.labels import QUESTION_TYPES, QUESTIONS, reversed_in_time, window_labels
 from codecsight.synth.scene import COLOURS, KINDS, colour_rgb, free_colour, object_layers, scene_from_json
 from codecsight.vision.preprocess import video_pixel_values
 
 
 @dataclass
 class Stream:
-    frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps
+    frames: np.ndarray  # (N, H, W, 3) uint8 samples at 2 fps (memory-mapped from the cache: arms share one copy)
     keep: np.ndarray  # (N // 2, rows, cols) bool: what the codec plan encodes per temporal patch
     changed: np.ndarray  # (N // 2, rows, cols) bool: what changed and was encoded (`PatchPlan.fresh`)
     targets: torch.Tensor | None = None  # (N // 2, rows * cols, classes): what lies under each token (targets.py)
@@ -66,28 +66,36 @@ class Example:
     answers: list[int]  # 1 = Yes
     types: list[str]
     length: int = RUNTIME["window"]  # samples
+    backward: bool = False  # shown in reverse order, its answers those of the reversed samples (--reverse)
 
 
 def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[str, Stream]:
     """Every stream of a split decoded at the model's input `size` and planned as the runtime does; kept beside the
-    videos as .npz after the first time (decoding 30 streams takes minutes, and training restarts). A cache planned
-    under another change rule than the runtime's (or before session 10, without the change masks) is planned again."""
+    videos after the first time (decoding 30 streams takes minutes, and training restarts): the plan's masks in a
+    .npz, the samples in a .npy that is memory-mapped, so that training runs side by side share one copy in the page
+    cache. A cache planned under another change rule than the runtime's (or before session 10, without the change
+    masks) is planned again; one of sessions 10-27 (samples inside the .npz) is split in two."""
     rule = repr(ChangeRule())
     out = {}
     names = sorted(f for f in os.listdir(data) if f.endswith(".mp4"))
     for i, name in enumerate(names):
         path = os.path.join(data, name)
         cached = path[:-4] + f".samples-{size[0]}x{size[1]}.npz"
-        z = {}
+        samples = cached[:-4] + ".npy"
+        keep = changed = frames = None
         if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
-            with np.load(cached) as f:
-                z = dict(f)
-        if "changed" in z and str(z.get("rule")) == rule:
-            frames, keep, changed = z["frames"], z["keep"], z["changed"]
-        else:
+            with np.load(cached) as z:
+                if "changed" in z and str(z.get("rule")) == rule:
+                    keep, changed = z["keep"], z["changed"]
+                    frames = z["frames"] if "frames" in z else None  # the one-file cache of sessions 10-27
+            if keep is not None and frames is None and not os.path.exists(samples):
+                keep = None
+        if keep is None:
             frames, plans = plan_file(path, geometry, size, RUNTIME["fps"])
             keep, changed = np.stack([p.keep for p in plans]), np.stack([p.fresh for p in plans])
-            np.savez(cached, frames=frames, keep=keep, changed=changed, rule=np.array(rule))
+        if frames is not None:
+            np.save(samples, frames)
+            np.savez(cached, keep=keep, changed=changed, rule=np.array(rule))
         with open(path[:-4] + ".json") as f:
             scene_json = json.load(f)
         scene = scene_from_json(scene_json)
@@ -96,6 +104,7 @@ def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
         any_colour = scene_json.get("split") == "anycolour"
+        frames = np.load(samples, mmap_mode="r")
         out[path] = Stream(frames, keep, changed, torch.from_numpy(targets[:len(keep)]), any_colour, track)
         print(f"  decoded {name}: {len(frames)} samples ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
     return out
@@ -113,6 +122,24 @@ def group_windows(rows, data: str, rate: float, length: int = RUNTIME["window"])
         ex.answers.append(int(r["answer"] == "Yes"))
         ex.types.append(r["type"])
     return list(by_window.values())
+
+
+def reversed_example(track: SceneTrack, ex: Example) -> Example:
+    """The window shown the other way in time (--reverse): each of its questions answered anew from the scene at
+    the samples in that order (a fall becomes a get-up, a meeting a parting: the same frames, the other answer); one
+    whose answer comes out borderline is left out, as the labels leave it out."""
+    backward = not ex.backward
+    st = reversed_in_time(track.states) if backward else track.states
+    end = st.visible.shape[1] - ex.first if backward else ex.first + ex.length  # sample k is (samples - 1 - k) there
+    window = slice(end - ex.length, end)
+    by_text = {q.text: q for q in QUESTIONS}
+    out = Example(ex.stream, ex.first, [], [], [], ex.length, backward)
+    for text, t in zip(ex.questions, ex.types):
+        if (a := by_text[text].answer(st, window)) != 0.5:
+            out.questions.append(text)
+            out.answers.append(int(a == 1))
+            out.types.append(t)
+    return out
 
 
 def load_examples(data: str, rate: float) -> list[Example]:
@@ -263,13 +290,17 @@ def window_forward(adapter, stream: Stream, ex: Example, pruning: str, system_id
         raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     n = ex.length
     t = adapter.geometry.temporal
-    frames = stream.frames[ex.first:ex.first + n]
+    frames = np.array(stream.frames[ex.first:ex.first + n])  # a copy: the cache is a read-only memory map
     if object_colours is not None:
         frames = recolour_objects(frames, stream.track, ex.first, object_colours)
     if tint is not None:
         frames = np.clip(frames @ tint.T.astype(np.float32), 0, 255).round().astype(np.uint8)
     if contrast != 1.0:
         frames = stretch_contrast(frames, contrast)
+    if ex.backward:
+        if pruning != "none":
+            raise ValueError("a window shown backwards has no token plan (the codec's runs forwards): pruning 'none'")
+        frames = np.ascontiguousarray(frames[::-1])
     pixels, (gt, gh, gw) = video_pixel_values(frames, adapter.geometry)
     vision = adapter.model.model.visual(pixels, grid_thw=torch.tensor([[gt, gh, gw]])).pooler_output
     rows, cols = gh // 2, gw // 2
@@ -466,6 +497,10 @@ def main(argv=None) -> int:
                    "(see --dropped); 0: every window at full compute")
     p.add_argument("--dropped", type=float, default=0.5, help="share of the pruned windows whose unchanged tokens are "
                    "left out (the runtime's default style), the rest show them cached")
+    p.add_argument("--reverse", type=float, default=0.0, help="share of the windows shown backwards in time, every "
+                   "answer that of the reversed samples (reversed_example: a fall reads as a get-up, a meeting as a "
+                   "parting), so that the event questions are learnt from the order of the frames; such a window is "
+                   "shown unpruned (the codec's plan runs forwards); default 0")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--events", type=float, default=0.0, help="weight of the per-token event targets on the LLM's "
                    "middle state (targets.event_targets: has the object under a token entered, stopped, touched or "
@@ -516,7 +551,7 @@ def main(argv=None) -> int:
             p.error(f"--spatial-rope takes ROW,COLUMN radians per token, each within (0, pi]: {e}")
     if args.contrast and not 0 < args.contrast[0] <= args.contrast[1] <= 10:
         p.error(f"--contrast takes LOW,HIGH contrast factors with 0 < LOW <= HIGH <= 10 (got {args.contrast})")
-    for name in ("pruned", "dropped", "object_colour"):
+    for name in ("pruned", "dropped", "object_colour", "reverse"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name.replace('_', '-')} is a share of the windows, within [0, 1] (got {getattr(args, name)})")
     if args.input_size and (QWEN2_5_VL.snap(*args.input_size) != args.input_size
@@ -607,6 +642,8 @@ def main(argv=None) -> int:
                                   and random.random() < args.object_colour else None)
                 pruning = random.choices(PRUNING, (1 - args.pruned, args.pruned * (1 - args.dropped),
                                                     args.pruned * args.dropped))[0]
+                if args.reverse and random.random() < args.reverse:  # drawn only when asked for (as above)
+                    ex, pruning = reversed_example(stream.track, ex), "none"
                 if pruning == "dropped" and ex.length < RUNTIME["window"]:
                     # a dropped window holds what does not move only if the plan's periodic full encoding falls
                     # inside it, which the runtime's window guarantees and a short one does not
@@ -626,13 +663,14 @@ def main(argv=None) -> int:
                     scored.append((states[pick], [ids[i] for i in pick], [args.end_loss / len(pick)] * len(pick)))
                 if args.aux:
                     first = ex.first // adapter.geometry.temporal
-                    tokens = stream.targets[first:first + len(fwd.vision)].flatten(0, 1)
+                    tokens = stream.targets[first:first + len(fwd.vision)]
+                    tokens = (tokens.flip(0) if ex.backward else tokens).flatten(0, 1)
                     seen = target_mask(blind, args.kind_from_shape)
                     for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
                                           ("hidden", fwd.hidden, fwd.kept)):
                         loss = loss + args.aux * F.binary_cross_entropy_with_logits(
                             aux[name](h), tokens[rows], weight=seen, pos_weight=torch.tensor(4.0))
-                if args.events:
+                if args.events and not ex.backward:  # the event targets are made for forward time
                     events = torch.from_numpy(event_targets(stream.track, ex.first, ex.length,
                                                             adapter.geometry.temporal)).flatten(0, 1)[fwd.kept]
                     loss = loss + args.events * F.binary_cross_entropy_with_logits(

@@ -13,7 +13,7 @@ then in contact; "fall" an object upright then lying.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -50,6 +50,13 @@ class States:
     upright: np.ndarray
     fallen: np.ndarray
     touching: np.ndarray  # (pairs, samples)
+
+
+def reversed_in_time(st: States) -> States:
+    """The same facts with the samples in reverse order, as a window shown backwards shows them: a fall reads as a
+    get-up, a meeting as a parting, a stop as a start, and "enter" and "leave" trade places."""
+    per_sample = [f.name for f in fields(st) if f.name not in ("kinds", "colours")]
+    return replace(st, **{name: getattr(st, name)[..., ::-1] for name in per_sample})
 
 
 def scene_states(scene: Scene, times: np.ndarray) -> States:

@@ -346,7 +346,7 @@ def test_absurd_training_shares_are_refused():
                 ["--input-size", "224x300"], ["--input-size", "28x28"], ["--input-size", "224"],
                 ["--input-size", "axb"], ["--keep", "newest"], ["--type-weight", "fell=2"],
                 ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"],
-                ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"]):
+                ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"], ["--reverse", "1.5"], ["--reverse", "-0.1"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

@@ -602,3 +602,34 @@ def test_a_backward_window_is_the_forward_one_over_reversed_frames(ref):
                            *args)
     assert torch.equal(back.yes_no, flipped.yes_no) and torch.equal(back.vision, flipped.vision)
     assert not torch.allclose(back.yes_no, ahead.yes_no)
+
+
+def test_weight_average_is_the_mean_and_refuses_other_architectures(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from codecsight.reference.average import main as average
+
+    a, b, deeper = build(seed=1), build(seed=2), build(seed=1, text_layers=2)
+    for name, m in (("a", a), ("b", b), ("deeper", deeper)):
+        save(m, str(tmp_path / name))
+    assert average([str(tmp_path / "same"), str(tmp_path / "a"), str(tmp_path / "a")]) == 0
+    assert average([str(tmp_path / "ab"), str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    same, ab = load_file(tmp_path / "same" / "model.safetensors"), load_file(tmp_path / "ab" / "model.safetensors")
+    assert all(torch.equal(same[n], wa[n]) for n in wa)  # the mean of one model twice is that model
+    assert all(ab[n].dtype == torch.float16 and torch.equal(ab[n], ((wa[n].float() + wb[n].float()) / 2).half())
+               for n in wa)
+    assert any(not torch.equal(ab[n], wa[n]) for n in wa)
+    la, lb = (dict(load_adapter(str(tmp_path / n)).model.named_parameters()) for n in ("a", "b"))
+    loaded = load_adapter(str(tmp_path / "ab"))  # loads like any model, tokenizer included
+    assert loaded.encode("Does an object fall?") == a.encode("Does an object fall?")
+    for n, p in loaded.model.named_parameters():
+        assert torch.equal(p, ((la[n] + lb[n]) / 2).half().float()), n
+    for argv, msg in (([str(tmp_path / "x"), str(tmp_path / "a"), str(tmp_path / "deeper")], "config differs"),
+                      ([str(tmp_path / "x"), str(tmp_path / "a")], "at least two"),
+                      ([str(tmp_path / "x"), str(tmp_path / "a"), str(tmp_path / "nothing")], "not a saved model"),
+                      ([str(tmp_path / "a"), str(tmp_path / "a"), str(tmp_path / "b")], "must not be one of")):
+        with pytest.raises(SystemExit) as e:
+            average(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

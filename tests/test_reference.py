@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from codecsight.models import load_adapter
 from codecsight.models.base import BUNDLED_MODEL
-from codecsight.reference.model import INPUT_HW, SPECIAL, build, deepen, spatial_rope, spread
+from codecsight.reference.model import INPUT_HW, SPECIAL, build, grow, spatial_rope, spread
 from codecsight.reference.targets import CLASSES
 from codecsight.reference.train import (GREY, Example, Stream, answer_loss, answer_weights, colour_transform, draw_tint,
                                        initial_model, main, recolour_objects, save, stretch_contrast, target_mask,
@@ -110,34 +110,43 @@ def test_training_forward_prunes_like_the_runtime(ref):
     assert not torch.allclose(runs["cached"].yes_no, runs["dropped"].yes_no)
 
 
-def test_deepened_model_starts_as_the_trained_one():
-    """Growing the LLM and the ViT (trained layers spread out, identity layers between) changes no output at first."""
+def test_grown_model_starts_as_the_trained_one():
+    """Growing the LLM and the ViT (trained layers spread out, identity layers between, wider MLPs whose added units
+    have zero output weights) changes no output at first, and the added units can learn."""
     trained = build(seed=2)
     with torch.no_grad():
         for p in trained.model.parameters():  # give every weight something beyond its initialisation
             p.add_(0.05 * torch.randn_like(p))
-        deep = build(seed=1, text_layers=6, vision_layers=6)
-        deepen(deep, trained)
+        big = build(seed=1, text_layers=6, vision_layers=6, text_mlp=400, vision_mlp=300)
+        grow(big, trained)
         h = torch.randn(1, 12, trained.config.text_config.hidden_size)
         pos = torch.arange(12)[None].expand(3, 1, -1)
         want = trained.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
-        got = deep.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
+        got = big.model.model.language_model(inputs_embeds=h, position_ids=pos).last_hidden_state
     frames = np.random.default_rng(0).integers(0, 256, (4, 112, 168, 3), dtype=np.uint8)
-    assert len(deep.language_model().layers) == 6 and len(deep.model.model.visual.blocks) == 6
-    assert torch.equal(got, want)
-    assert torch.equal(deep.vision_reference(frames)[0], trained.vision_reference(frames)[0])
+    assert len(big.language_model().layers) == 6 and len(big.model.model.visual.blocks) == 6
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)  # the wider MLP sums over more (zero) terms
+    assert torch.allclose(big.vision_reference(frames)[0], trained.vision_reference(frames)[0], atol=1e-5, rtol=0)
+    mlp = big.language_model().layers[0].mlp
+    assert mlp.down_proj.weight.shape[1] == 400 and mlp.down_proj.weight[:, 144:].abs().sum() == 0
+    assert mlp.up_proj.weight[144:].abs().sum() > 0  # random inputs: the added units are alive
+    assert torch.equal(mlp.up_proj.weight[:144], trained.language_model().layers[0].mlp.up_proj.weight)
     # trained blocks 1 and 3 (full attention) sit at 1 and 4; the added 2 and 5 attend over the whole frame
-    assert deep.model.model.visual.fullatt_block_indexes == [1, 2, 4, 5]
+    assert big.model.model.visual.fullatt_block_indexes == [1, 2, 4, 5]
     assert spread(4, 8) == [0, 2, 4, 6] and spread(4, 4) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="cannot grow"):
-        deepen(build(text_layers=2), trained)
+        grow(build(text_layers=2), trained)
     with pytest.raises(ValueError, match="attend differently"):  # same depth, other attention layout
-        deepen(build(vision_layers=6), build(seed=3, vision_layers=5))
+        grow(build(vision_layers=6), build(seed=3, vision_layers=5))
+    with pytest.raises(ValueError, match="does not fit"):  # a narrower MLP than the trained one
+        grow(build(vision_mlp=64), trained)
     for absurd in (0, -2, 1000):
         with pytest.raises(ValueError, match="text_layers"):
             build(text_layers=absurd)
         with pytest.raises(ValueError, match="vision_layers"):
             build(vision_layers=absurd)
+        with pytest.raises(ValueError, match="text_mlp"):
+            build(text_mlp=absurd * 10)
 
 
 def test_runtime_vit_encodes_a_grown_tower_as_the_library_does():

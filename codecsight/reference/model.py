@@ -90,23 +90,28 @@ def spread(trained: int, layers: int) -> list[int]:
     return [i * layers // trained for i in range(trained)]
 
 
-def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None, vision_layers: int | None = None):
-    """A freshly initialised reference model wrapped in its adapter (text_layers, vision_layers: LLM and ViT depth,
-    rope: the LLM's rope_parameters; default CONFIG's). A deeper ViT keeps CONFIG's full-attention blocks where
-    deepen puts them and makes the added blocks full attention too: the windowed blocks see 112 px only, and what
-    more depth should add is relations across the frame (two objects meeting at a window's border)."""
+def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None, vision_layers: int | None = None,
+          text_mlp: int | None = None, vision_mlp: int | None = None):
+    """A freshly initialised reference model wrapped in its adapter (text_layers, vision_layers: LLM and ViT depth;
+    text_mlp, vision_mlp: their MLPs' intermediate width; rope: the LLM's rope_parameters; default CONFIG's). A
+    deeper ViT keeps CONFIG's full-attention blocks where grow puts them and makes the added blocks full attention
+    too: the windowed blocks see 112 px only, and what more depth should add is relations across the frame (two
+    objects meeting at a window's border). The MLPs' width is the one size that costs no stored bytes to speak of:
+    the tied 151k-word embedding is most of the 20 MB and fixes the LLM's hidden width."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 
-    for name, n in (("text_layers", text_layers), ("vision_layers", vision_layers)):
-        if n is not None and not 1 <= n <= 64:
-            raise ValueError(f"{name} must be within 1..64, got {n}")
+    for name, n, most in (("text_layers", text_layers, 64), ("vision_layers", vision_layers, 64),
+                          ("text_mlp", text_mlp, 4096), ("vision_mlp", vision_mlp, 4096)):
+        if n is not None and not 1 <= n <= most:
+            raise ValueError(f"{name} must be within 1..{most}, got {n}")
     base, vbase = CONFIG["text_config"], CONFIG["vision_config"]
     text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"],
+                intermediate_size=text_mlp or base["intermediate_size"],
                 rope_parameters=dict(rope or base["rope_parameters"]))
-    vision = dict(vbase)
+    vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"])
     if vision_layers:  # at CONFIG's depth, spread keeps every block in place and the layout is CONFIG's
         kept = spread(vbase["depth"], vision_layers)
         vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
@@ -119,11 +124,12 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
     return Qwen25VLAdapter(model, word_tokenizer())
 
 
-def deepen(adapter, trained) -> None:
-    """Load a trained model into one as deep or deeper (same widths): trained layer i of the LLM and of the ViT goes
-    to spread(...)[i]; the layers in between start as identities (zero output and down projections, biases too, so
-    they add nothing to the residual stream) and the deeper model computes what the trained one did until it
-    learns."""
+def grow(adapter, trained) -> None:
+    """Load a trained model into one as deep and as wide or more (same hidden widths, MLPs as wide or wider): trained
+    layer i of the LLM and of the ViT goes to spread(...)[i]; the layers in between start as identities (zero output
+    and down projections, biases too, so they add nothing to the residual stream), and an MLP's added units keep
+    their random input weights with zero output weights (they add nothing either, and get gradients from the
+    start). So the grown model computes what the trained one did until it learns."""
     import torch
 
     new_v, old_v = adapter.model.model.visual, trained.model.model.visual
@@ -132,7 +138,7 @@ def deepen(adapter, trained) -> None:
     places = [spread(len(old), len(new)) for new, old, _ in stacks]
     for i, j in enumerate(places[1]):  # a windowed block must stay windowed, a full one full
         if (i in old_v.fullatt_block_indexes) != (j in new_v.fullatt_block_indexes):
-            raise ValueError(f"trained ViT block {i} and block {j} of the deeper ViT attend differently")
+            raise ValueError(f"trained ViT block {i} and block {j} of the grown ViT attend differently")
     state = {k: v for k, v in trained.model.state_dict().items() if ".layers." not in k and ".blocks." not in k}
     missing, unexpected = adapter.model.load_state_dict(state, strict=False)
     if unexpected or any(".layers." not in k and ".blocks." not in k for k in missing):
@@ -141,8 +147,22 @@ def deepen(adapter, trained) -> None:
         for (new, old, out), kept in zip(stacks, places):
             for j, layer in enumerate(new):
                 if j in kept:
-                    layer.load_state_dict(old[kept.index(j)].state_dict())
+                    _load_widened(layer, old[kept.index(j)])
                 else:  # the ViT's projections have biases, the LLM's not
                     for name in (out, "mlp.down_proj"):
                         for p in layer.get_submodule(name).parameters():
                             p.zero_()
+
+
+def _load_widened(layer, trained) -> None:
+    """Copy a trained layer into one whose MLP may be wider: trained units first, the added units' down-projection
+    columns zero."""
+    mine = dict(layer.named_parameters())
+    for name, p in trained.named_parameters():
+        q = mine[name]
+        if q.dim() != p.dim() or any(a < b for a, b in zip(q.shape, p.shape)) or (
+                q.shape != p.shape and ".mlp." not in f".{name}"):
+            raise ValueError(f"the trained model does not fit this one: {name} {tuple(p.shape)} -> {tuple(q.shape)}")
+        q[tuple(slice(0, n) for n in p.shape)] = p
+    down = layer.mlp.down_proj.weight
+    down[:, trained.mlp.down_proj.weight.shape[1]:] = 0

@@ -38,7 +38,7 @@ from codecsight.geometry import QWEN2_5_VL
 from codecsight.models import load_adapter
 from codecsight.plan import plan_file
 from codecsight.prefill.window import Segment, Window, build_layout
-from codecsight.reference.model import INPUT_HW, RUNTIME, build, deepen, spatial_rope
+from codecsight.reference.model import INPUT_HW, RUNTIME, build, grow, spatial_rope
 from codecsight.reference.targets import CLASSES, EVENTS, SceneTrack, event_targets, scene_track, token_targets
 from codecsight.runtime.methods import METHODS
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
@@ -410,21 +410,25 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
 
 
 def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None,
-                  size: tuple[int, int] | None = None, vision_layers: int | None = None):
-    """A fresh model, or `init`'s weights in one (spread over a deeper LLM or ViT if text_layers or vision_layers
-    ask for more layers than init has; default: init's depths). The rotary is `rope`, else init's, else the bundled
-    config's, and the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model would
-    otherwise fall back to the defaults silently."""
+                  size: tuple[int, int] | None = None, vision_layers: int | None = None,
+                  text_mlp: int | None = None, vision_mlp: int | None = None):
+    """A fresh model, or `init`'s weights in one (grown into a deeper or wider LLM or ViT if the depths or MLP widths
+    ask for more than init has; default: init's). The rotary is `rope`, else init's, else the bundled config's, and
+    the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model would otherwise
+    fall back to the defaults silently."""
     init = load_adapter(init) if init else None
     rope = rope or (init and init.model.config.text_config.rope_parameters)
     if init:
-        text_layers = text_layers or len(init.language_model().layers)
-        vision_layers = vision_layers or len(init.model.model.visual.blocks)
-    adapter = build(seed, text_layers, rope, vision_layers)
+        config = init.model.config
+        text_layers = text_layers or config.text_config.num_hidden_layers
+        vision_layers = vision_layers or config.vision_config.depth
+        text_mlp = text_mlp or config.text_config.intermediate_size
+        vision_mlp = vision_mlp or config.vision_config.intermediate_size
+    adapter = build(seed, text_layers, rope, vision_layers, text_mlp, vision_mlp)
     size = size or (init.default_input_hw() if init else INPUT_HW)
     adapter.model.config.codecsight["input_size"] = list(size)
     if init:
-        deepen(adapter, init)
+        grow(adapter, init)
     return adapter
 
 
@@ -509,10 +513,14 @@ def main(argv=None) -> int:
                    "row of each visual token, so that it carries where it is) on the LLM's middle state; 0: none")
     p.add_argument("--text-layers", type=int, default=None, help="LLM depth (default: --init's, else the bundled "
                    "config's); with --init of a shallower model, its layers are spread over the deeper one "
-                   "(reference.model.deepen)")
+                   "(reference.model.grow)")
     p.add_argument("--vision-layers", type=int, default=None, help="ViT depth (default: --init's, else the bundled "
                    "config's); with --init of a shallower model, its blocks are spread over the deeper one and the "
-                   "added blocks attend over the whole frame (reference.model.build, deepen)")
+                   "added blocks attend over the whole frame (reference.model.build, grow)")
+    p.add_argument("--text-mlp", type=int, default=None, help="the LLM's MLP width (intermediate size; default: "
+                   "--init's, else the bundled config's); wider than --init's, its trained units come first and the "
+                   "added ones start with zero output weights (reference.model.grow)")
+    p.add_argument("--vision-mlp", type=int, default=None, help="the ViT's MLP width, as --text-mlp")
     p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN",
                    help="radians per token row and column for one height and one width frequency pair of the LLM's "
                    "rotary (reference.model.spatial_rope; default: --init's rotary, else the bundled config's); the "
@@ -564,9 +572,10 @@ def main(argv=None) -> int:
     random.seed(args.seed)
 
     try:
-        adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers)
-    except ValueError as e:  # a depth out of range, or fewer layers than --init has
-        p.error(f"--text-layers / --vision-layers: {e}")
+        adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers,
+                                args.text_mlp, args.vision_mlp)
+    except ValueError as e:  # a size out of range, or smaller than --init's
+        p.error(f"--text-layers / --vision-layers / --text-mlp / --vision-mlp: {e}")
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size

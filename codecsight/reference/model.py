@@ -161,7 +161,7 @@ def _load_widened(layer, trained) -> None:
     for name, p in trained.named_parameters():
         q = mine[name]
         if q.dim() != p.dim() or any(a < b for a, b in zip(q.shape, p.shape)) or (
-                q.shape != p.shape and ".mlp." not in f".{name}"):
+                q.shape != p.shape and not name.startswith("mlp.")):
             raise ValueError(f"the trained model does not fit this one: {name} {tuple(p.shape)} -> {tuple(q.shape)}")
         q[tuple(slice(0, n) for n in p.shape)] = p
     down = layer.mlp.down_proj.weight

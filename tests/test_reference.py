@@ -144,6 +144,10 @@ def test_grown_model_starts_as_the_trained_one():
         grow(build(vision_layers=6), build(seed=3, vision_layers=5))
     with pytest.raises(ValueError, match="does not fit"):  # a narrower MLP than the trained one
         grow(build(vision_mlp=64), trained)
+    with pytest.raises(ValueError, match="does not fit"):  # nor a narrower LLM
+        grow(build(text_hidden=36), trained)
+    with pytest.raises(ValueError, match="12-dim heads"):
+        build(text_hidden=50)
     for absurd in (0, -2, 1000):
         with pytest.raises(ValueError, match="text_layers"):
             build(text_layers=absurd)
@@ -151,6 +155,37 @@ def test_grown_model_starts_as_the_trained_one():
             build(vision_layers=absurd)
         with pytest.raises(ValueError, match="text_mlp"):
             build(text_mlp=absurd * 10)
+        with pytest.raises(ValueError, match="text_hidden"):
+            build(text_hidden=absurd * 12)
+
+
+def test_wider_llm_starts_as_the_trained_one():
+    """A wider hidden state (48 -> 60: a fifth head, one key/value head per head) answers as the trained model did:
+    the added dimensions stay zero through every layer, the logits and the ViT's first 48 outputs are the trained
+    ones, and the added dimensions get gradients at once."""
+    trained = build(seed=2)
+    with torch.no_grad():
+        for p in trained.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    wide = build(seed=1, text_layers=5, text_hidden=60)
+    grow(wide, trained)
+    cfg = wide.model.config.text_config
+    assert (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads) == (60, 5, 5)
+    ids = torch.tensor([[151644, 3, 4, 5, 151652, 151653, 6, 151645]])
+    pos = torch.arange(ids.shape[1])[None].expand(3, 1, -1)
+    with torch.no_grad():
+        logits = lambda m: m.model(input_ids=ids, position_ids=pos).logits
+        assert (logits(wide) - logits(trained)).abs().max() <= 1e-5
+        state = wide.model.model.language_model(input_ids=ids, position_ids=pos, output_hidden_states=True)
+        assert all(h[..., 48:].abs().max() == 0 for h in state.hidden_states[:-1])
+        frames = np.random.default_rng(0).integers(0, 256, (4, 112, 168, 3), dtype=np.uint8)
+        got, want = wide.vision_reference(frames)[0], trained.vision_reference(frames)[0]
+        assert got.shape[-1] == 60 and got[:, 48:].abs().max() == 0
+        assert (got[:, :48] - want).abs().max() <= 1e-5
+    wide.model(input_ids=ids, position_ids=pos).logits[0, -1, :8].sum().backward()
+    layer = wide.language_model().layers[0]
+    assert layer.self_attn.o_proj.weight.grad[48:].abs().sum() > 0  # the added dimensions learn
+    assert layer.mlp.down_proj.weight.grad[48:].abs().sum() > 0
 
 
 def test_runtime_vit_encodes_a_grown_tower_as_the_library_does():

@@ -22,7 +22,7 @@ CONFIG = dict(
     vision_config=dict(depth=4, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=48,
                        fullatt_block_indexes=[1, 3], window_size=112, tokens_per_second=2),
     text_config=dict(hidden_size=48, intermediate_size=144, num_hidden_layers=4, num_attention_heads=4,
-                     num_key_value_heads=2, vocab_size=151668, tie_word_embeddings=True,
+                     num_key_value_heads=2, vocab_size=151668, tie_word_embeddings=True, rms_norm_eps=1e-5,
                      max_position_embeddings=4096,
                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 2, 2]}),
     tie_word_embeddings=True,
@@ -91,27 +91,38 @@ def spread(trained: int, layers: int) -> list[int]:
 
 
 def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None, vision_layers: int | None = None,
-          text_mlp: int | None = None, vision_mlp: int | None = None):
+          text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None):
     """A freshly initialised reference model wrapped in its adapter (text_layers, vision_layers: LLM and ViT depth;
-    text_mlp, vision_mlp: their MLPs' intermediate width; rope: the LLM's rope_parameters; default CONFIG's). A
-    deeper ViT keeps CONFIG's full-attention blocks where grow puts them and makes the added blocks full attention
-    too: the windowed blocks see 112 px only, and what more depth should add is relations across the frame (two
-    objects meeting at a window's border). The MLPs' width is the one size that costs no stored bytes to speak of:
-    the tied 151k-word embedding is most of the 20 MB and fixes the LLM's hidden width."""
+    text_mlp, vision_mlp: their MLPs' intermediate width; text_hidden: the LLM's hidden width; rope: the LLM's
+    rope_parameters; default CONFIG's). A deeper ViT keeps CONFIG's full-attention blocks where grow puts them and
+    makes the added blocks full attention too: the windowed blocks see 112 px only, and what more depth should add
+    is relations across the frame (two objects meeting at a window's border). The MLPs' width costs no stored bytes
+    to speak of; the hidden width does (the tied 151k-word embedding is most of the 20 MB: 48 -> 60 takes it from
+    14.6 to 18.2 MB). A wider LLM keeps the 12-dim heads (the rotary's sections stay) and has one key/value head
+    per head, so that grow can give each trained query head its trained keys and values."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from codecsight.models.qwen2_5_vl import Qwen25VLAdapter
 
     for name, n, most in (("text_layers", text_layers, 64), ("vision_layers", vision_layers, 64),
-                          ("text_mlp", text_mlp, 4096), ("vision_mlp", vision_mlp, 4096)):
+                          ("text_mlp", text_mlp, 4096), ("vision_mlp", vision_mlp, 4096),
+                          ("text_hidden", text_hidden, 1024)):
         if n is not None and not 1 <= n <= most:
             raise ValueError(f"{name} must be within 1..{most}, got {n}")
     base, vbase = CONFIG["text_config"], CONFIG["vision_config"]
     text = dict(base, num_hidden_layers=text_layers or base["num_hidden_layers"],
                 intermediate_size=text_mlp or base["intermediate_size"],
                 rope_parameters=dict(rope or base["rope_parameters"]))
-    vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"])
+    if text_hidden and text_hidden != base["hidden_size"]:
+        head = base["hidden_size"] // base["num_attention_heads"]
+        if text_hidden % head:
+            raise ValueError(f"text_hidden must be a whole number of {head}-dim heads, got {text_hidden}")
+        # the norms' epsilon scales with the width as the mean square of a grown state does (_widen_residual)
+        text.update(hidden_size=text_hidden, num_attention_heads=text_hidden // head,
+                    num_key_value_heads=text_hidden // head,
+                    rms_norm_eps=base["rms_norm_eps"] * base["hidden_size"] / text_hidden)
+    vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"], out_hidden_size=text["hidden_size"])
     if vision_layers:  # at CONFIG's depth, spread keeps every block in place and the layout is CONFIG's
         kept = spread(vbase["depth"], vision_layers)
         vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
@@ -125,11 +136,11 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
 
 
 def grow(adapter, trained) -> None:
-    """Load a trained model into one as deep and as wide or more (same hidden widths, MLPs as wide or wider): trained
-    layer i of the LLM and of the ViT goes to spread(...)[i]; the layers in between start as identities (zero output
-    and down projections, biases too, so they add nothing to the residual stream), and an MLP's added units keep
-    their random input weights with zero output weights (they add nothing either, and get gradients from the
-    start). So the grown model computes what the trained one did until it learns."""
+    """Load a trained model into one as deep and as wide or more: trained layer i of the LLM and of the ViT goes to
+    spread(...)[i]; the layers in between start as identities (zero output and down projections, biases too, so they
+    add nothing to the residual stream), and an MLP's added units keep their random input weights with zero output
+    weights (they add nothing either, and get gradients from the start). A wider LLM hidden state: _widen_residual.
+    So the grown model computes what the trained one did until it learns."""
     import torch
 
     new_v, old_v = adapter.model.model.visual, trained.model.model.visual
@@ -139,30 +150,66 @@ def grow(adapter, trained) -> None:
     for i, j in enumerate(places[1]):  # a windowed block must stay windowed, a full one full
         if (i in old_v.fullatt_block_indexes) != (j in new_v.fullatt_block_indexes):
             raise ValueError(f"trained ViT block {i} and block {j} of the grown ViT attend differently")
-    state = {k: v for k, v in trained.model.state_dict().items() if ".layers." not in k and ".blocks." not in k}
-    missing, unexpected = adapter.model.load_state_dict(state, strict=False)
-    if unexpected or any(".layers." not in k and ".blocks." not in k for k in missing):
-        raise ValueError(f"the trained model does not fit this one (missing {missing}, unexpected {unexpected})")
+    mine = dict(adapter.model.named_parameters())
     with torch.no_grad():
+        for name, p in trained.model.named_parameters():
+            if ".layers." not in name and ".blocks." not in name:
+                _copy_into(mine[name], p, name)
         for (new, old, out), kept in zip(stacks, places):
             for j, layer in enumerate(new):
                 if j in kept:
-                    _load_widened(layer, old[kept.index(j)])
+                    src = old[kept.index(j)]
+                    for name, p in src.named_parameters():
+                        _copy_into(layer.get_parameter(name), p, name)
+                    layer.mlp.down_proj.weight[:, src.mlp.down_proj.weight.shape[1]:] = 0
+                    if hasattr(src, "self_attn"):
+                        _give_heads_their_keys(layer.self_attn, src.self_attn)
                 else:  # the ViT's projections have biases, the LLM's not
                     for name in (out, "mlp.down_proj"):
                         for p in layer.get_submodule(name).parameters():
                             p.zero_()
+        _widen_residual(adapter, trained.model.config.text_config.hidden_size)
 
 
-def _load_widened(layer, trained) -> None:
-    """Copy a trained layer into one whose MLP may be wider: trained units first, the added units' down-projection
-    columns zero."""
-    mine = dict(layer.named_parameters())
-    for name, p in trained.named_parameters():
-        q = mine[name]
-        if q.dim() != p.dim() or any(a < b for a, b in zip(q.shape, p.shape)) or (
-                q.shape != p.shape and not name.startswith("mlp.")):
-            raise ValueError(f"the trained model does not fit this one: {name} {tuple(p.shape)} -> {tuple(q.shape)}")
-        q[tuple(slice(0, n) for n in p.shape)] = p
-    down = layer.mlp.down_proj.weight
-    down[:, trained.mlp.down_proj.weight.shape[1]:] = 0
+def _copy_into(new, old, name: str) -> None:
+    """A trained weight into the leading slice of one as large or larger (the rest keeps its initialisation)."""
+    if new.dim() != old.dim() or any(a < b for a, b in zip(new.shape, old.shape)):
+        raise ValueError(f"the trained model does not fit this one: {name} {tuple(old.shape)} -> {tuple(new.shape)}")
+    new[tuple(slice(0, n) for n in old.shape)] = old
+
+
+def _give_heads_their_keys(attn, trained) -> None:
+    """With more key/value heads than the trained attention (a wider LLM has one per head), each trained query head
+    gets the key/value head it shared before."""
+    if attn.num_key_value_heads == trained.num_key_value_heads:
+        return
+    if attn.num_key_value_groups != 1:
+        raise ValueError("a wider LLM needs one key/value head per head")
+    d = trained.head_dim
+    rows = [h // trained.num_key_value_groups * d + k for h in range(trained.num_heads) for k in range(d)]
+    for proj in ("k_proj", "v_proj"):
+        new, old = getattr(attn, proj), getattr(trained, proj)
+        new.weight[:len(rows), :old.weight.shape[1]] = old.weight[rows]
+        new.bias[:len(rows)] = old.bias[rows]
+
+
+def _widen_residual(adapter, trained_width: int) -> None:
+    """The LLM's added hidden dimensions start at zero in every token: zero in the embedding and in every projection
+    that writes to the residual stream (attention output, MLP down, the ViT merger's output), and an added head's
+    output is zero. The layers reading the stream keep random weights for them, so the added dimensions get
+    gradients at once. The RMS norms now average over zeros too, so their trained weights shrink by the factor the
+    root mean square does (build scales their epsilon alike): the same outputs."""
+    lm, width = adapter.language_model(), adapter.model.config.text_config.hidden_size
+    if width == trained_width:
+        return
+    lm.embed_tokens.weight[:, trained_width:] = 0
+    out = adapter.model.model.visual.merger.mlp[-1]
+    out.weight[trained_width:] = 0
+    out.bias[trained_width:] = 0
+    for layer in lm.layers:
+        for proj in (layer.self_attn.o_proj, layer.mlp.down_proj):
+            proj.weight[trained_width:] = 0
+        layer.self_attn.o_proj.weight[:, trained_width:] = 0  # the added heads
+    for norm in (lm.norm, *(n for layer in lm.layers for n in (layer.input_layernorm, layer.post_attention_layernorm))):
+        norm.weight[:trained_width] *= math.sqrt(trained_width / width)
+        norm.weight[trained_width:] = norm.weight[:trained_width].mean()

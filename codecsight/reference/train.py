@@ -411,9 +411,9 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
 
 def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None,
                   size: tuple[int, int] | None = None, vision_layers: int | None = None,
-                  text_mlp: int | None = None, vision_mlp: int | None = None):
-    """A fresh model, or `init`'s weights in one (grown into a deeper or wider LLM or ViT if the depths or MLP widths
-    ask for more than init has; default: init's). The rotary is `rope`, else init's, else the bundled config's, and
+                  text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None):
+    """A fresh model, or `init`'s weights in one (grown into a deeper or wider LLM or ViT if the depths, MLP widths or
+    the LLM's hidden width ask for more than init has; default: init's). The rotary is `rope`, else init's, else the bundled config's, and
     the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model would otherwise
     fall back to the defaults silently."""
     init = load_adapter(init) if init else None
@@ -424,7 +424,8 @@ def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: s
         vision_layers = vision_layers or config.vision_config.depth
         text_mlp = text_mlp or config.text_config.intermediate_size
         vision_mlp = vision_mlp or config.vision_config.intermediate_size
-    adapter = build(seed, text_layers, rope, vision_layers, text_mlp, vision_mlp)
+        text_hidden = text_hidden or config.text_config.hidden_size
+    adapter = build(seed, text_layers, rope, vision_layers, text_mlp, vision_mlp, text_hidden)
     size = size or (init.default_input_hw() if init else INPUT_HW)
     adapter.model.config.codecsight["input_size"] = list(size)
     if init:
@@ -521,6 +522,9 @@ def main(argv=None) -> int:
                    "--init's, else the bundled config's); wider than --init's, its trained units come first and the "
                    "added ones start with zero output weights (reference.model.grow)")
     p.add_argument("--vision-mlp", type=int, default=None, help="the ViT's MLP width, as --text-mlp")
+    p.add_argument("--text-hidden", type=int, default=None, help="the LLM's hidden width, whole 12-dim heads "
+                   "(default: --init's, else the bundled config's 48); wider than --init's, the added dimensions "
+                   "start at zero in every token (reference.model.grow); 60 keeps the weights under 20 MB")
     p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN",
                    help="radians per token row and column for one height and one width frequency pair of the LLM's "
                    "rotary (reference.model.spatial_rope; default: --init's rotary, else the bundled config's); the "
@@ -573,9 +577,9 @@ def main(argv=None) -> int:
 
     try:
         adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers,
-                                args.text_mlp, args.vision_mlp)
+                                args.text_mlp, args.vision_mlp, args.text_hidden)
     except ValueError as e:  # a size out of range, or smaller than --init's
-        p.error(f"--text-layers / --vision-layers / --text-mlp / --vision-mlp: {e}")
+        p.error(f"--text-layers / --vision-layers / --text-mlp / --vision-mlp / --text-hidden: {e}")
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size

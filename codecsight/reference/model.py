@@ -84,7 +84,7 @@ def spatial_rope(row: float, column: float) -> dict:
 
 
 def spread(trained: int, layers: int) -> list[int]:
-    """Where trained layer i sits in a stack of `layers` grown from `trained` (deepen): evenly spread, first at 0."""
+    """Where trained layer i sits in a stack of `layers` grown from `trained` (grow): evenly spread, first at 0."""
     if not 1 <= trained <= layers:
         raise ValueError(f"cannot grow {trained} trained layers into {layers}")
     return [i * layers // trained for i in range(trained)]

@@ -122,7 +122,8 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
         text.update(hidden_size=text_hidden, num_attention_heads=text_hidden // head,
                     num_key_value_heads=text_hidden // head,
                     rms_norm_eps=base["rms_norm_eps"] * base["hidden_size"] / text_hidden)
-    vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"], out_hidden_size=text["hidden_size"])
+    vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"],
+                  out_hidden_size=text["hidden_size"])
     if vision_layers:  # at CONFIG's depth, spread keeps every block in place and the layout is CONFIG's
         kept = spread(vbase["depth"], vision_layers)
         vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
@@ -154,6 +155,8 @@ def grow(adapter, trained) -> None:
     with torch.no_grad():
         for name, p in trained.model.named_parameters():
             if ".layers." not in name and ".blocks." not in name:
+                if name not in mine:
+                    raise ValueError(f"the trained model does not fit this one: it has {name}, this one not")
                 _copy_into(mine[name], p, name)
         for (new, old, out), kept in zip(stacks, places):
             for j, layer in enumerate(new):

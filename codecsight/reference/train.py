@@ -413,9 +413,9 @@ def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: s
                   size: tuple[int, int] | None = None, vision_layers: int | None = None,
                   text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None):
     """A fresh model, or `init`'s weights in one (grown into a deeper or wider LLM or ViT if the depths, MLP widths or
-    the LLM's hidden width ask for more than init has; default: init's). The rotary is `rope`, else init's, else the bundled config's, and
-    the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model would otherwise
-    fall back to the defaults silently."""
+    the LLM's hidden width ask for more than init has; default: init's). The rotary is `rope`, else init's, else the
+    bundled config's, and the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model
+    would otherwise fall back to the defaults silently."""
     init = load_adapter(init) if init else None
     rope = rope or (init and init.model.config.text_config.rope_parameters)
     if init:

@@ -191,6 +191,33 @@ def test_stumbles_are_near_falls_labelled_no():
     assert not any(0 < t < 90 for t in peak_tilts(0.0))
 
 
+def test_meets_are_labelled_touch_and_near_meets_not():
+    """A meet stops its boxes 1 px apart: "Do two objects touch?" is "Yes" in the windows where they close in (until
+    session 31 the rule asked for overlap and left every meet unlabelled). `--near`: a near-meet stops them 8-20 px
+    apart and is "No" in every window, like the meet's windows before the objects come close."""
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import EPISODES, NEAR_GAP, Scene, Style, make_scene
+
+    style = Style(320, 240, 10, "blobs", (128, 122, 112), 0.0, 0.0, 60.0, 0.0)
+    for episode, touches in (("meet", True), ("near", False)):
+        for seed in range(4):
+            a, b = EPISODES[episode](np.random.default_rng(seed), "train", style, 1.0, 0)
+            t = a.keys[2][0] - 0.1  # both standing where they stopped
+            (_, _, ax1, _), (bx0, _, _, _) = a.bbox(*a.state(t)), b.bbox(*b.state(t))
+            assert (bx0 - ax1 == pytest.approx(1.0)) if touches else (NEAR_GAP[0] <= bx0 - ax1 <= NEAR_GAP[1])
+            touch = [r["answer"] for r in window_labels(Scene(style, 40.0, [a, b]), 2.0, 16, 4) if r["type"] == "touch"]
+            assert ("Yes" in touch) == touches and "No" in touch
+
+    def stop_gaps(near):  # gap between the boxes of each pair that arrives together and stands (a meet)
+        objects = make_scene(np.random.default_rng(0), "train", 600.0, near=near).objects
+        return [round(b.bbox(*b.keys[1][1:])[0] - a.bbox(*a.keys[1][1:])[2], 3) for a, b in zip(objects, objects[1:])
+                if a.keys[1][0] == b.keys[1][0] and a.keys[2][0] == b.keys[2][0]]
+
+    assert set(stop_gaps(0.0)) == {1.0}
+    gaps = stop_gaps(0.5)
+    assert 1.0 in gaps and any(NEAR_GAP[0] <= g <= NEAR_GAP[1] for g in gaps)
+
+
 def test_lie_sets_how_long_a_fallen_object_lies():
     """`--lie A,B`: every fall's object lies A-B s before it gets up. Short lies give windows holding a fall and its
     get-up, labelled "Yes"; long ones give windows with an object lying throughout, labelled "No"."""
@@ -230,7 +257,7 @@ def test_synth_rejects_bad_parameters(tmp_path, capsys):
     for bad, says in ((["--stumble", "1.5"], "--stumble must be a share"), (["--size", "321x240"], "even sides"),
                       (["--window", "7"], "multiples of 2"), (["--minutes", "0"], "must be positive"),
                       (["--lie", "5,2"], "0 < A <= B"), (["--lie", "0,1"], "0 < A <= B"),
-                      (["--lie", "three"], "--lie must be A,B")):
+                      (["--lie", "three"], "--lie must be A,B"), (["--near", "-0.1"], "--near must be a share")):
         assert main(["synth", "--out", str(out), *bad]) == 2
         assert says in capsys.readouterr().err
     assert not out.exists()

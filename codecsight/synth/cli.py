@@ -9,6 +9,7 @@ Split `heldout` uses background textures, palettes and colour-kind combinations 
 Split `anycolour` is `train` with every object in an arbitrary colour (none near a held-out combination's) and
 colour questions left unlabelled while such an object is in view, for training kind from shape.
 `--stumble P` makes a share P of episodes near-falls (an object leans and straightens up), hard negatives for "fall".
+`--near P` makes a share P of episodes near-meets (two objects stop 8-20 px apart), hard negatives for "touch".
 `--lie A,B` draws how long a fallen object lies from A-B seconds (default 3-10): short lies put a fall and its
 get-up in one window ("fall?" Yes), long ones leave an object lying through whole windows ("fall?" No).
 `--relabel` writes labels-w{W}-s{S}.jsonl for other windows and strides from the scene files of an existing OUT
@@ -36,6 +37,9 @@ def add_arguments(p):
     p.add_argument("--stride", type=int, default=4, help="window stride in samples")
     p.add_argument("--stumble", type=float, default=0.0, help="share of episodes that are near-falls (an object "
                    "leans and straightens up): hard negatives for 'fall' (default 0: the scenes of earlier versions)")
+    p.add_argument("--near", type=float, default=0.0, help="share of episodes that are near-meets (two objects "
+                   "approach and stop 8-20 px apart): hard negatives for 'touch' (default 0: the scenes of earlier "
+                   "versions)")
     p.add_argument("--lie", default=None, metavar="A,B", help="seconds a fallen object lies before it gets up, "
                    "drawn uniformly from A-B (default 3,10: the scenes of earlier versions)")
     p.add_argument("--seen-colours", action="store_true", help="split heldout only: the same streams (motion, "
@@ -55,8 +59,9 @@ def run(args) -> int:
         raise ConfigError("--window and --stride must be positive whole temporal patches (multiples of 2)")
     if args.minutes <= 0 or args.video_minutes <= 0:
         raise ConfigError("--minutes and --video-minutes must be positive")
-    if not 0 <= args.stumble < 1:
-        raise ConfigError(f"--stumble must be a share in [0, 1), got {args.stumble}")
+    for name in ("stumble", "near"):
+        if not 0 <= getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be a share in [0, 1), got {getattr(args, name)}")
     lie = lie_range(args.lie) if args.lie is not None else None
     if args.seen_colours and args.split != "heldout":
         raise ConfigError("--seen-colours changes only the held-out split's colour-kind pairs (use --split heldout)")
@@ -64,7 +69,8 @@ def run(args) -> int:
         print(f"wrote {relabel(args.out, args.rate, args.window, args.stride)}")
         return 0
     generate(args.out, args.seed, args.minutes, args.split, args.video_minutes, (int(w), int(h)),
-             args.rate, args.window, args.stride, stumble=args.stumble, seen_colours=args.seen_colours, lie=lie)
+             args.rate, args.window, args.stride, stumble=args.stumble, seen_colours=args.seen_colours, lie=lie,
+             near=args.near)
     return 0
 
 
@@ -84,9 +90,9 @@ def lie_range(text: str) -> tuple[float, float]:
 def generate(out: str, seed: int, minutes: float, split: str = "train", video_minutes: float = 2.0,
              size: tuple[int, int] = (320, 240), rate: float = 2.0, window: int = 16, stride: int = 4,
              progress: bool = True, stumble: float = 0.0, seen_colours: bool = False,
-             lie: tuple[float, float] | None = None) -> str:
+             lie: tuple[float, float] | None = None, near: float = 0.0) -> str:
     """Write the videos and labels; returns the labels path. seen_colours: see `synth.scene.seen_twin` (the
-    rng draws stay those of the plain split); lie: see `synth.scene.make_scene` (default scene.LIE)."""
+    rng draws stay those of the plain split); lie, near: see `synth.scene.make_scene` (default scene.LIE, 0)."""
     import numpy as np
 
     from codecsight.synth.encode import Encoding, encode
@@ -102,7 +108,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
         t0 = time.time()
         duration = min(video_minutes * 60, total - i * video_minutes * 60)
         rng = np.random.default_rng([seed, SPLITS[split], i])
-        scene = make_scene(rng, split, duration, *size, stumble=stumble, lie=lie)
+        scene = make_scene(rng, split, duration, *size, stumble=stumble, lie=lie, near=near)
         if seen_colours:
             scene = seen_twin(scene)
         fps = scene.style.fps
@@ -127,7 +133,7 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
             f.write(json.dumps(r) + "\n")
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"seed": seed, "minutes": minutes, "split": split, "rate": rate, "window": window,
-                   "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble,
+                   "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble, "near": near,
                    "lie": list(lie), "seen_colours": seen_colours}, f, indent=1)
     return labels
 

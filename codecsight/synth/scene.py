@@ -28,6 +28,7 @@ SHAPE = {"person": (0.36, 1.0), "box": (0.62, 1.0), "ball": (0.55, 0.55), "car":
 SPEED = {"person": (25, 50), "box": (20, 40), "ball": (40, 90), "car": (50, 100)}  # px/s at native size
 CAN_FALL = ("person", "box")  # a tipped ball looks the same and cars do not tip
 LIE = (3.0, 10.0)  # seconds a fallen object lies before it gets up (synth --lie)
+NEAR_GAP = (8.0, 20.0)  # px between the boxes where a near-meet stops (synth --near); labels call >= 5 px apart
 
 # The held-out split: colour-kind combinations, background textures and palettes training never sees.
 HELDOUT_COMBOS = {("red", "car"), ("blue", "person"), ("green", "ball"), ("yellow", "box"), ("white", "person")}
@@ -130,9 +131,10 @@ def _rotate(u, v, tilt):
 # ---- timeline --------------------------------------------------------------------------------------------------
 
 def make_scene(rng: np.random.Generator, split: str, duration: float, width: int = 320, height: int = 240,
-               stumble: float = 0.0, lie: tuple[float, float] = LIE) -> Scene:
+               stumble: float = 0.0, lie: tuple[float, float] = LIE, near: float = 0.0) -> Scene:
     """`stumble`: share of episodes that are near-falls (hard negatives for "fall"); at 0 no draw is spent on it,
-    so every seed's scene stays what it was before the option existed. `lie`: the range of seconds a fallen object
+    so every seed's scene stays what it was before the option existed. `near`: the same for near-meets (two
+    objects stop NEAR_GAP apart: hard negatives for "touch"). `lie`: the range of seconds a fallen object
     lies before it gets up (the same one draw at any range, so the default keeps every seed's scene)."""
     style = Style(
         width=width, height=height, fps=int(rng.choice([10, 12, 15, 20, 25, 30])),
@@ -149,6 +151,8 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
         if alive < 4:
             if stumble > 0 and rng.random() < stumble:
                 episode = "stumble"
+            elif near > 0 and rng.random() < near:
+                episode = "near"
             else:
                 episode = rng.choice(["cross", "visit", "meet", "fall"], p=[0.3, 0.2, 0.25, 0.25])
             objects += episodes[episode](rng, split, style, t, len(objects))
@@ -237,13 +241,15 @@ def _visit(rng, split, style, t, oid):
     return [o]
 
 
-def _meet(rng, split, style, t, oid):
-    """Two objects come from opposite sides along one lane, stop touching each other, then go back."""
+def _meet(rng, split, style, t, oid, gap=None):
+    """Two objects come from opposite sides along one lane, stop touching each other (or, given a `gap` range in
+    px, that far apart: a near-meet), then go back."""
     a, b = _new_object(rng, split, style, oid), _new_object(rng, split, style, oid + 1)
     y = _lane(rng, style)
     xm = float(rng.uniform(0.3, 0.7) * style.width)
     (wa, _), (wb, _) = a.size(), b.size()
-    xa, xb = xm - wa / 2 - 0.5, xm + wb / 2 + 0.5  # anchors where the boxes touch (1 px overlap)
+    half = 0.5 if gap is None else float(rng.uniform(*gap)) / 2  # 0.5: the boxes stop 1 px apart (contact)
+    xa, xb = xm - wa / 2 - half, xm + wb / 2 + half  # anchors where they stop
     a0, _ = _entry(rng, style, a, -1)
     b0, _ = _entry(rng, style, b, +1)
     sa, sb = float(rng.uniform(*SPEED[a.kind])), float(rng.uniform(*SPEED[b.kind]))
@@ -291,7 +297,8 @@ def _stumble(rng, split, style, t, oid):
     return _tip(rng, split, style, t, oid, _stumble_pose)
 
 
-EPISODES = {"cross": _cross, "visit": _visit, "meet": _meet, "fall": _fall, "stumble": _stumble}
+EPISODES = {"cross": _cross, "visit": _visit, "meet": _meet, "fall": _fall, "stumble": _stumble,
+            "near": functools.partial(_meet, gap=NEAR_GAP)}
 
 
 # ---- rendering -------------------------------------------------------------------------------------------------

@@ -490,7 +490,7 @@ def test_token_targets_mark_what_lies_under_each_token():
 def test_anycolour_streams_train_without_colour(ref, tmp_path):
     """A stream of split `anycolour` loads as colour-blind (training withholds its colour answers and targets), and
     a `train` stream does not; decoded samples and the plan's masks are cached beside the video, and a cache
-    without the change masks (session 9 and before) or planned under another change rule is rebuilt."""
+    without the change masks (session 9 and before) or planned under another change rule or cut short is rebuilt."""
     from codecsight.reference.train import load_streams
     from codecsight.signals import ChangeRule
     from codecsight.synth.cli import generate
@@ -518,6 +518,10 @@ def test_anycolour_streams_train_without_colour(ref, tmp_path):
              rule=np.array(repr(ChangeRule(sub_blocks=1))))  # whole, but planned under another rule
     rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
     assert np.array_equal(rebuilt.changed, stream.changed) and np.array_equal(rebuilt.keep, stream.keep)
+    cache.write_bytes(cache.read_bytes()[:100])  # cut short (session 32: a second run was rewriting it): planned again
+    rebuilt = load_streams(str(tmp_path / "anycolour"), ref.geometry)[str(tmp_path / "anycolour/stream_0000.mp4")]
+    assert np.array_equal(rebuilt.keep, stream.keep) and "keep" in np.load(cache)
+    assert not list(tmp_path.glob("*/*.tmp"))  # written beside and moved into place
     (larger,) = load_streams(str(tmp_path / "train"), ref.geometry, (224, 308)).values()  # another input size
     assert larger.frames.shape[1:] == (224, 308, 3) and larger.keep.shape == (6, 8, 11)
     assert larger.targets.shape[:2] == (6, 88) and len(list(tmp_path.glob("train/*.npz"))) == 2

@@ -26,6 +26,7 @@ import os
 import random
 import sys
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -69,12 +70,22 @@ class Example:
     backward: bool = False  # shown in reverse order, its answers those of the reversed samples (--reverse)
 
 
+def _write_atomically(path: str, write) -> None:
+    """Another training run reading the same split (two arms side by side) sees the old file or the new one, never
+    half of it: session 32 lost an arm to a cache a second arm was rewriting."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
 def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[str, Stream]:
     """Every stream of a split decoded at the model's input `size` and planned as the runtime does; kept beside the
     videos after the first time (decoding 30 streams takes minutes, and training restarts): the plan's masks in a
     .npz, the samples in a .npy that is memory-mapped, so that training runs side by side share one copy in the page
     cache. A cache planned under another change rule than the runtime's (or before session 10, without the change
-    masks) is planned again; one of sessions 10-27 (samples inside the .npz) is split in two."""
+    masks) is planned again, and so is one cut short (a run stopped while writing it); one of sessions 10-27
+    (samples inside the .npz) is split in two."""
     rule = repr(ChangeRule())
     out = {}
     names = sorted(f for f in os.listdir(data) if f.endswith(".mp4"))
@@ -84,18 +95,21 @@ def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[
         samples = cached[:-4] + ".npy"
         keep = changed = frames = None
         if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(path):
-            with np.load(cached) as z:
-                if "changed" in z and str(z.get("rule")) == rule:
-                    keep, changed = z["keep"], z["changed"]
-                    frames = z["frames"] if "frames" in z else None  # the one-file cache of sessions 10-27
+            try:
+                with np.load(cached) as z:
+                    if "changed" in z and str(z.get("rule")) == rule:
+                        keep, changed = z["keep"], z["changed"]
+                        frames = z["frames"] if "frames" in z else None  # the one-file cache of sessions 10-27
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+                keep = changed = frames = None
             if keep is not None and frames is None and not os.path.exists(samples):
                 keep = None
         if keep is None:
             frames, plans = plan_file(path, geometry, size, RUNTIME["fps"])
             keep, changed = np.stack([p.keep for p in plans]), np.stack([p.fresh for p in plans])
         if frames is not None:
-            np.save(samples, frames)
-            np.savez(cached, keep=keep, changed=changed, rule=np.array(rule))
+            _write_atomically(samples, lambda f: np.save(f, frames))
+            _write_atomically(cached, lambda f: np.savez(f, keep=keep, changed=changed, rule=np.array(rule)))
         with open(path[:-4] + ".json") as f:
             scene_json = json.load(f)
         scene = scene_from_json(scene_json)

@@ -74,9 +74,13 @@ def _write_atomically(path: str, write) -> None:
     """Another training run reading the same split (two arms side by side) sees the old file or the new one, never
     half of it: session 32 lost an arm to a cache a second arm was rewriting."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[str, Stream]:
@@ -100,10 +104,10 @@ def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[
                     if "changed" in z and str(z.get("rule")) == rule:
                         keep, changed = z["keep"], z["changed"]
                         frames = z["frames"] if "frames" in z else None  # the one-file cache of sessions 10-27
+                if keep is not None and frames is None:
+                    np.load(samples, mmap_mode="r")  # raises if missing or cut short
             except (OSError, EOFError, ValueError, zipfile.BadZipFile):
                 keep = changed = frames = None
-            if keep is not None and frames is None and not os.path.exists(samples):
-                keep = None
         if keep is None:
             frames, plans = plan_file(path, geometry, size, RUNTIME["fps"])
             keep, changed = np.stack([p.keep for p in plans]), np.stack([p.fresh for p in plans])

@@ -9,7 +9,8 @@ Split `heldout` uses background textures, palettes and colour-kind combinations 
 Split `anycolour` is `train` with every object in an arbitrary colour (none near a held-out combination's) and
 colour questions left unlabelled while such an object is in view, for training kind from shape.
 `--stumble P` makes a share P of episodes near-falls (an object leans and straightens up), hard negatives for "fall".
-`--near P` makes a share P of episodes near-meets (two objects stop 8-20 px apart), hard negatives for "touch".
+`--near P` makes a share P of episodes near-meets (two objects stop 8-20 px apart), hard negatives for "touch"; with
+`--stumble`, a share P of the episodes that are not near-falls.
 `--lie A,B` draws how long a fallen object lies from A-B seconds (default 3-10): short lies put a fall and its
 get-up in one window ("fall?" Yes), long ones leave an object lying through whole windows ("fall?" No).
 `--relabel` writes labels-w{W}-s{S}.jsonl for other windows and strides from the scene files of an existing OUT

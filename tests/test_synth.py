@@ -1,5 +1,6 @@
 """The labelled stream generator: deterministic, camera-like encodes, labels that agree with the scene."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -298,3 +299,22 @@ def test_seen_colours_change_only_the_held_out_pairs(heldout, tmp_path, capsys):
     assert json.load(open(twin / "meta.json"))["seen_colours"] is True
     assert main(["synth", "--out", str(tmp_path / "never"), "--seen-colours"]) == 2
     assert "--split heldout" in capsys.readouterr().err
+
+
+def test_touch_rule_figure_shows_a_meet_labelled_yes_and_a_near_meet_no(tmp_path):
+    """docs/touch_rule.py draws the README's picture of the touch rule from scenes the generator draws; its two
+    windows keep the answers the picture states (a meet Yes, a near-meet No) and the picture is written."""
+    import importlib.util
+
+    from codecsight.synth.labels import window_labels
+
+    spec = importlib.util.spec_from_file_location("touch_rule", Path(__file__).parents[1] / "docs" / "touch_rule.py")
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    for (seed, split, index, options), start, answer in (((2, "heldout", 0, {}), 8.0, "Yes"),
+                                                         ((126, "train", 16, {"near": 0.2}), 44.0, "No")):
+        scene, _ = figure.scene_and_renderer(seed, split, index, **options)
+        assert {r["answer"] for r in window_labels(scene, 2.0, 16, 4) if r["start"] == start and r["type"] == "touch"} \
+            == {answer}
+    figure.main(str(tmp_path / "touch.jpg"))
+    assert (tmp_path / "touch.jpg").stat().st_size > 10_000

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from PIL import Image, ImageDraw
 
-from codecsight.synth.cli import SPLITS
-from codecsight.synth.labels import window_labels
-from codecsight.synth.scene import Renderer, make_scene
+from codecsight.synth.cli import draw_video
+from codecsight.synth.labels import box_gap, window_labels
 
 SCALE = 0.5
 
 
 def scene_and_renderer(seed: int, split: str, index: int, **options):
-    """Video `index` of `codecsight synth --seed SEED --split SPLIT [options]`, drawn as `synth.cli.generate` does."""
-    rng = np.random.default_rng([seed, SPLITS[split], index])
-    scene = make_scene(rng, split, 120.0, **options)
-    rng.choice([1.0, 1.5, 2.0]), rng.choice([0, 2]), rng.integers(23, 29)  # the encoding's draws
-    return scene, Renderer(scene, rng)
+    """Video `index` of `codecsight synth --seed SEED --split SPLIT [options]` (2-minute videos)."""
+    scene, _, renderer = draw_video(seed, split, index, 120.0, **options)
+    return scene, renderer
 
 
 def strip(scene, renderer, start: float, title: str) -> Image.Image:
@@ -36,8 +32,7 @@ def strip(scene, renderer, start: float, title: str) -> Image.Image:
         boxes = [o.bbox(*s) for o in scene.objects if (s := o.state(n / st.fps)) is not None]
         for b in boxes:
             draw.rectangle([SCALE * v for v in b], outline=(255, 0, 255))
-        gaps = [max(B[0] - A[2], A[0] - B[2], B[1] - A[3], A[1] - B[3]) for i, A in enumerate(boxes)
-                for B in boxes[i + 1:]]
+        gaps = [box_gap(A, B) for i, A in enumerate(boxes) for B in boxes[i + 1:]]
         draw.rectangle([0, h - 12, w, h], fill=(0, 0, 0))
         draw.text((3, h - 12), f"{start + k:.0f} s" + (f"  gap {min(gaps):.0f} px" if gaps else ""), fill=(255,) * 3)
         row.paste(im, (k * (w + 4), 18))

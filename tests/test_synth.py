@@ -1,4 +1,5 @@
 """The labelled stream generator: deterministic, camera-like encodes, labels that agree with the scene."""
+import itertools
 import json
 from pathlib import Path
 
@@ -209,11 +210,11 @@ def test_meets_are_labelled_touch_and_near_meets_not():
 
     def meets(near):  # (scene, index in States.touching, a time it stands, gap) of each pair that stops together
         scene = make_scene(np.random.default_rng(0), "train", 600.0, near=near)
-        n, objects = len(scene.objects), scene.objects
+        objects, pairs = scene.objects, list(itertools.combinations(range(len(scene.objects)), 2))
         for i, (a, b) in enumerate(zip(objects, objects[1:])):
             if a.keys[1][0] == b.keys[1][0] and a.keys[2][0] == b.keys[2][0]:
                 gap = b.bbox(*b.keys[1][1:])[0] - a.bbox(*a.keys[1][1:])[2]
-                yield scene, i * (n - 1) - i * (i - 1) // 2, (a.keys[1][0] + a.keys[2][0]) / 2, gap
+                yield scene, pairs.index((i, i + 1)), (a.keys[1][0] + a.keys[2][0]) / 2, gap
 
     found = list(meets(0.0))
     assert len(found) >= 10 and all(abs(gap - 1) < 1e-6 for *_, gap in found)

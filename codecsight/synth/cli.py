@@ -96,9 +96,9 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
     rng draws stay those of the plain split); lie, near: see `synth.scene.make_scene` (default scene.LIE, 0)."""
     import numpy as np
 
-    from codecsight.synth.encode import Encoding, encode
+    from codecsight.synth.encode import encode
     from codecsight.synth.labels import window_labels
-    from codecsight.synth.scene import LIE, Renderer, make_scene, seen_twin
+    from codecsight.synth.scene import LIE
 
     lie = lie or LIE
     os.makedirs(out, exist_ok=True)
@@ -108,14 +108,9 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
     for i in range(n_videos):
         t0 = time.time()
         duration = min(video_minutes * 60, total - i * video_minutes * 60)
-        rng = np.random.default_rng([seed, SPLITS[split], i])
-        scene = make_scene(rng, split, duration, *size, stumble=stumble, lie=lie, near=near)
-        if seen_colours:
-            scene = seen_twin(scene)
+        scene, enc, renderer = draw_video(seed, split, i, duration, size, stumble=stumble, lie=lie, near=near,
+                                          seen_colours=seen_colours)
         fps = scene.style.fps
-        enc = Encoding(fps, gop=int(round(fps * rng.choice([1.0, 1.5, 2.0]))),
-                       bframes=int(rng.choice([0, 2])), crf=int(rng.integers(23, 29)))
-        renderer = Renderer(scene, rng)
         name = f"stream_{i:04d}"
         n_frames = round(duration * fps)
         encode((renderer.frame(n) for n in range(n_frames)), os.path.join(out, name + ".mp4"), enc, *size)
@@ -137,6 +132,25 @@ def generate(out: str, seed: int, minutes: float, split: str = "train", video_mi
                    "stride": stride, "size": list(size), "videos": n_videos, "stumble": stumble, "near": near,
                    "lie": list(lie), "seen_colours": seen_colours}, f, indent=1)
     return labels
+
+
+def draw_video(seed: int, split: str, index: int, duration: float, size: tuple[int, int] = (320, 240),
+               seen_colours: bool = False, **options):
+    """Video `index` of a split: its scene, its encoding and the renderer of its frames, from the one rng every
+    draw of that video comes from, in the order `generate` has always drawn them. options: `make_scene`'s."""
+    import numpy as np
+
+    from codecsight.synth.encode import Encoding
+    from codecsight.synth.scene import Renderer, make_scene, seen_twin
+
+    rng = np.random.default_rng([seed, SPLITS[split], index])
+    scene = make_scene(rng, split, duration, *size, **options)
+    if seen_colours:
+        scene = seen_twin(scene)
+    fps = scene.style.fps
+    enc = Encoding(fps, gop=int(round(fps * rng.choice([1.0, 1.5, 2.0]))),
+                   bframes=int(rng.choice([0, 2])), crf=int(rng.integers(23, 29)))
+    return scene, enc, Renderer(scene, rng)
 
 
 def relabel(out: str, rate: float, window: int, stride: int) -> str:

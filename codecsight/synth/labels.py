@@ -36,6 +36,13 @@ def _above(x, lo, hi):
     return np.where(x >= hi, 1.0, np.where(x <= lo, 0.0, 0.5))
 
 
+def box_gap(a, b) -> np.ndarray:
+    """Pixels between two axis-aligned boxes (x0, y0, x1, y1) on their last axis: the larger of the horizontal and
+    vertical gaps, negative where they overlap."""
+    a, b = np.asarray(a), np.asarray(b)
+    return np.max([b[..., 0] - a[..., 2], a[..., 0] - b[..., 2], b[..., 1] - a[..., 3], a[..., 1] - b[..., 3]], axis=0)
+
+
 @dataclass
 class States:
     """Per-object facts at the sampled frames: arrays (objects, samples), intervals (objects, samples - 1)."""
@@ -83,9 +90,7 @@ def scene_states(scene: Scene, times: np.ndarray) -> States:
     touching = []
     for a in range(n):
         for b in range(a + 1, n):
-            A, B = boxes[a], boxes[b]
-            gap = np.nan_to_num(np.max([B[:, 0] - A[:, 2], A[:, 0] - B[:, 2], B[:, 1] - A[:, 3], A[:, 1] - B[:, 3]],
-                                       axis=0), nan=1e9)
+            gap = np.nan_to_num(box_gap(boxes[a], boxes[b]), nan=1e9)
             # In contact within 1 px: a meet stops its boxes 1 px apart (through session 31 the rule asked for a
             # gap <= 0, which left every meet borderline and so unlabelled); 1e-6 for the float error of that 1 px.
             # Clearly apart from 5 px.

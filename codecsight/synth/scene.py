@@ -134,8 +134,9 @@ def make_scene(rng: np.random.Generator, split: str, duration: float, width: int
                stumble: float = 0.0, lie: tuple[float, float] = LIE, near: float = 0.0) -> Scene:
     """`stumble`: share of episodes that are near-falls (hard negatives for "fall"); at 0 no draw is spent on it,
     so every seed's scene stays what it was before the option existed. `near`: the same for near-meets (two
-    objects stop NEAR_GAP apart: hard negatives for "touch"), drawn among the episodes that are not near-falls. `lie`: the range of seconds a fallen object
-    lies before it gets up (the same one draw at any range, so the default keeps every seed's scene)."""
+    objects stop NEAR_GAP apart: hard negatives for "touch"), drawn among the episodes that are not near-falls.
+    `lie`: the range of seconds a fallen object lies before it gets up (the same one draw at any range, so the
+    default keeps every seed's scene)."""
     style = Style(
         width=width, height=height, fps=int(rng.choice([10, 12, 15, 20, 25, 30])),
         texture=str(rng.choice(TEXTURES[split])),

@@ -1,5 +1,4 @@
 """The labelled stream generator: deterministic, camera-like encodes, labels that agree with the scene."""
-import itertools
 import json
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 
 from codecsight.signals import read_signals
 from codecsight.synth.cli import generate
-from codecsight.synth.labels import QUESTION_TYPES, QUESTIONS
+from codecsight.synth.labels import QUESTION_TYPES, QUESTIONS, object_pairs
 
 
 def synth(out, seed: int):
@@ -210,7 +209,7 @@ def test_meets_are_labelled_touch_and_near_meets_not():
 
     def meets(near):  # (scene, index in States.touching, a time it stands, gap) of each pair that stops together
         scene = make_scene(np.random.default_rng(0), "train", 600.0, near=near)
-        objects, pairs = scene.objects, list(itertools.combinations(range(len(scene.objects)), 2))
+        objects, pairs = scene.objects, object_pairs(len(scene.objects))
         for i, (a, b) in enumerate(zip(objects, objects[1:])):
             if a.keys[1][0] == b.keys[1][0] and a.keys[2][0] == b.keys[2][0]:
                 gap = b.bbox(*b.keys[1][1:])[0] - a.bbox(*a.keys[1][1:])[2]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codecsight.synth.labels import States, sample_frames_at, scene_states
+from codecsight.synth.labels import States, object_pairs, sample_frames_at, scene_states
 from codecsight.synth.scene import COLOURS, KINDS, Scene
 
 CLASSES = (*COLOURS, *KINDS, "moving", "fallen")
@@ -98,8 +98,7 @@ def scene_track(scene: Scene, rate: float, rows: int, cols: int) -> SceneTrack:
     times = _sample_times(scene, rate)
     n = len(scene.objects)
     cover = object_cover(scene, times, rows, cols).reshape(n, len(times), rows * cols)
-    return SceneTrack(scene_states(scene, times), cover, [(a, b) for a in range(n) for b in range(a + 1, n)], scene,
-                      times)
+    return SceneTrack(scene_states(scene, times), cover, object_pairs(n), scene, times)
 
 
 def _happened(before: np.ndarray, now: np.ndarray) -> np.ndarray:

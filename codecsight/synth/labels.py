@@ -12,6 +12,7 @@ then in contact; "fall" an object upright then lying.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, fields, replace
 from typing import Callable
@@ -41,6 +42,11 @@ def box_gap(a, b) -> np.ndarray:
     vertical gaps, negative where they overlap."""
     a, b = np.asarray(a), np.asarray(b)
     return np.max([b[..., 0] - a[..., 2], a[..., 0] - b[..., 2], b[..., 1] - a[..., 3], a[..., 1] - b[..., 3]], axis=0)
+
+
+def object_pairs(n: int) -> list[tuple[int, int]]:
+    """The object pairs (a < b) of `States.touching`'s rows, in their order."""
+    return list(itertools.combinations(range(n), 2))
 
 
 @dataclass
@@ -88,13 +94,12 @@ def scene_states(scene: Scene, times: np.ndarray) -> States:
     step = np.nan_to_num(np.hypot(*np.moveaxis(np.diff(anchor, axis=1), -1, 0)), nan=0.0)
     moving = _above(step, 0.5, 3.0)
     touching = []
-    for a in range(n):
-        for b in range(a + 1, n):
-            gap = np.nan_to_num(box_gap(boxes[a], boxes[b]), nan=1e9)
-            # In contact within 1 px: a meet stops its boxes 1 px apart (through session 31 the rule asked for a
-            # gap <= 0, which left every meet borderline and so unlabelled); 1e-6 for the float error of that 1 px.
-            # Clearly apart from 5 px.
-            touching.append(np.minimum(_above(-gap, -5.0, -1.0 - 1e-6), np.minimum(visible[a], visible[b])))
+    for a, b in object_pairs(n):
+        gap = np.nan_to_num(box_gap(boxes[a], boxes[b]), nan=1e9)
+        # In contact within 1 px: a meet stops its boxes 1 px apart (through session 31 the rule asked for a gap
+        # <= 0, which left every meet borderline and so unlabelled); 1e-6 for the float error of that 1 px. Clearly
+        # apart from 5 px.
+        touching.append(np.minimum(_above(-gap, -5.0, -1.0 - 1e-6), np.minimum(visible[a], visible[b])))
     cxn = np.nan_to_num(cx, nan=W / 2)
     return States(
         kinds=[o.kind for o in scene.objects], colours=[o.colour for o in scene.objects], visible=visible,

@@ -395,7 +395,8 @@ def test_absurd_training_shares_are_refused():
                 ["--input-size", "224x300"], ["--input-size", "28x28"], ["--input-size", "224"],
                 ["--input-size", "axb"], ["--keep", "newest"], ["--type-weight", "fell=2"],
                 ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"],
-                ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"], ["--reverse", "1.5"], ["--reverse", "-0.1"]):
+                ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"], ["--reverse", "1.5"], ["--reverse", "-0.1"],
+                ["--edges", "1.5"], ["--edges", "-0.1"], ["--edges", "0.5", "--edge-types", "touch,fell"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 
@@ -688,3 +689,42 @@ def test_weight_average_is_the_mean_and_refuses_other_architectures(tmp_path, ca
             average(argv)
         assert e.value.code == 2 and msg in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_edge_windows_are_those_decided_at_the_edges_and_the_near_misses():
+    """--edges: on a generated stream, a window whose only contact begins in its last temporal patch, or one sample
+    before it begins (in contact from its first sample), is drawn; one where nothing touches or parts within 3
+    samples of it and no pair comes within 60 px is not; a near miss is drawn for its gap alone."""
+    from codecsight.reference.targets import scene_track
+    from codecsight.reference.train import Stream, edge_windows, group_windows
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import make_scene
+
+    scene = make_scene(np.random.default_rng(7), "train", 240.0)
+    track = scene_track(scene, rate=2.0, rows=6, cols=8)
+    st = track.states
+    streams = {"d/v.mp4": Stream(None, None, None, track=track)}
+    windows = group_windows(({**r, "video": "v.mp4"} for r in window_labels(scene, 2.0, 16, 4)), "d", 2.0)
+    drawn = {ex.first for ex in edge_windows(windows, streams, ("touch",))}
+    no_gap = {ex.first for ex in edge_windows(windows, streams, ("touch",), near=0.0)}
+    seen = {"edge": 0, "quiet": 0, "near": 0}
+    for ex in windows:
+        lo, hi = max(0, ex.first - 3), ex.first + 19
+        around = st.touching[:, lo:hi]
+        changing = [p for p in range(len(around)) if np.ptp(around[p]) > 0]  # pairs that touch or part near it
+        changes = len(changing)
+        onsets = [j for p in changing for j in range(1, around.shape[1]) if around[p, j - 1] < around[p, j] == 1]
+        if changes == 1 and len(onsets) == 1 and np.isin(around, (0, 1)).all():
+            # one contact beginning near the window (it may part again): decided at the edges when it begins in
+            # the last temporal patch or at the first sample
+            onset = lo + onsets[0] - ex.first
+            if onset in (0, 14, 15):
+                seen["edge"] += 1
+                assert ex.first in drawn and ex.first in no_gap, (ex.first, onset)
+        elif changes == 0 and st.gap[:, ex.first:ex.first + 16].min(initial=1e9) >= 60:
+            seen["quiet"] += 1
+            assert ex.first not in drawn, ex.first
+        elif changes == 0 and around.max(initial=0) == 0 and st.gap[:, ex.first:ex.first + 16].min() < 60:
+            seen["near"] += 1
+            assert ex.first in drawn and ex.first not in no_gap, ex.first
+    assert all(n > 0 for n in seen.values()), seen

@@ -63,6 +63,7 @@ class States:
     upright: np.ndarray
     fallen: np.ndarray
     touching: np.ndarray  # (pairs, samples)
+    gap: np.ndarray  # (pairs, samples) px between the pair's boxes (`box_gap`), 1e9 where one is not in the scene
 
 
 def reversed_in_time(st: States) -> States:
@@ -93,9 +94,10 @@ def scene_states(scene: Scene, times: np.ndarray) -> States:
     both = np.minimum(visible[:, :-1], visible[:, 1:])
     step = np.nan_to_num(np.hypot(*np.moveaxis(np.diff(anchor, axis=1), -1, 0)), nan=0.0)
     moving = _above(step, 0.5, 3.0)
-    touching = []
+    touching, gaps = [], []
     for a, b in object_pairs(n):
         gap = np.nan_to_num(box_gap(boxes[a], boxes[b]), nan=1e9)
+        gaps.append(gap)
         # In contact within 1 px: a meet stops its boxes 1 px apart (through session 31 the rule asked for a gap
         # <= 0, which left every meet borderline and so unlabelled); 1e-6 for the float error of that 1 px. Clearly
         # apart from 5 px.
@@ -108,7 +110,7 @@ def scene_states(scene: Scene, times: np.ndarray) -> States:
         moving=np.minimum(moving, both), still=np.minimum(1 - moving, both),
         upright=np.minimum(visible, _above(-np.abs(tilt), -45, -15)),
         fallen=np.minimum(visible, _above(np.abs(tilt), 45, 75)),
-        touching=np.array(touching).reshape(-1, m),
+        touching=np.array(touching).reshape(-1, m), gap=np.array(gaps).reshape(-1, m),
     )
 
 

@@ -696,7 +696,7 @@ def test_edge_windows_are_those_decided_at_the_edges_and_the_near_misses():
     before it begins (in contact from its first sample), is drawn; one where nothing touches or parts within 3
     samples of it and no pair comes within 60 px is not; a near miss is drawn for its gap alone."""
     from codecsight.reference.targets import scene_track
-    from codecsight.reference.train import Stream, edge_windows, group_windows
+    from codecsight.reference.train import Stream, by_answer, edge_windows, group_windows
     from codecsight.synth.labels import window_labels
     from codecsight.synth.scene import make_scene
 
@@ -728,3 +728,10 @@ def test_edge_windows_are_those_decided_at_the_edges_and_the_near_misses():
             seen["near"] += 1
             assert ex.first in drawn and ex.first not in no_gap, ex.first
     assert all(n > 0 for n in seen.values()), seen
+    # --edge-balance: one group per (type, answer), in that order; here the edge windows answer touch No more
+    # often than Yes, and the groups hand each answer half of a type's draws
+    edges = edge_windows(windows, streams, ("touch", "fall"))
+    groups = by_answer(edges, ("touch", "fall"))
+    share = {(t, a): sum((t, a) in zip(ex.types, ex.answers) for ex in edges) for t in ("touch", "fall") for a in (1, 0)}
+    assert [len(g) for g in groups] == list(share.values()) and share["touch", 0] > share["touch", 1] > 0
+    assert all((t, a) in zip(ex.types, ex.answers) for g, (t, a) in zip(groups, share) for ex in g)

@@ -186,6 +186,15 @@ def edge_windows(examples: list[Example], streams: dict[str, Stream], types: tup
     return out
 
 
+def by_answer(windows: list[Example], types: tuple[str, ...]) -> list[list[Example]]:
+    """`windows` grouped by their answer to each of `types`, empty groups left out (a window sits in one group per
+    type it is asked). Drawing a group, then a window of it, gives each type's Yes and No an equal share
+    (--edge-balance): the edge windows hold more hard No than hard Yes, and drawn as they come they moved touch's
+    prior (session 34)."""
+    groups = [[ex for ex in windows if (t, a) in zip(ex.types, ex.answers)] for t in types for a in (1, 0)]
+    return [g for g in groups if g]
+
+
 def load_examples(data: str, rate: float) -> list[Example]:
     with open(os.path.join(data, "labels.jsonl")) as f:
         return group_windows(map(json.loads, f), data, rate)
@@ -553,6 +562,8 @@ def main(argv=None) -> int:
     p.add_argument("--edges", type=float, default=0.0, help="share of the windows drawn from those whose answer to "
                    "an --edge-types question is decided at the window's edges, or a touch near miss (edge_windows)")
     p.add_argument("--edge-types", default="touch,fall", help="question types --edges looks at, comma-separated")
+    p.add_argument("--edge-balance", action="store_true", help="--edges draws each --edge-types answer (Yes, No) "
+                   "alike (by_answer), not the windows as they come")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
     p.add_argument("--events", type=float, default=0.0, help="weight of the per-token event targets on the LLM's "
                    "middle state (targets.event_targets: has the object under a token entered, stopped, touched or "
@@ -671,6 +682,7 @@ def main(argv=None) -> int:
     print(f"{len(examples)} training windows, positive weights {pos_weight}, type factors {args.type_weight or {}}",
           file=sys.stderr, flush=True)
     edges = edge_windows(examples, train, edge_types) if args.edges else []
+    groups = by_answer(edges, edge_types) if args.edge_balance else [edges]
     if args.edges:
         if not edges:
             p.error(f"--edges: no training window is decided at its edges for {', '.join(edge_types)}")
@@ -700,7 +712,7 @@ def main(argv=None) -> int:
         with step_vocabulary(adapter, vocabulary):
             picks = random.sample(pool, args.batch)
             if edges and pool is examples:  # drawn only when asked for, so that runs without it draw as before
-                picks = [random.choice(edges) if random.random() < args.edges else ex for ex in picks]
+                picks = [random.choice(random.choice(groups)) if random.random() < args.edges else ex for ex in picks]
             for ex in picks:
                 stream = train[ex.stream]
                 # Every training person has one of a few colours, so colour is a shortcut to kind that fails on the

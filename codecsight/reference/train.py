@@ -170,10 +170,10 @@ def edge_windows(examples: list[Example], streams: dict[str, Stream], types: tup
     asked = [q for q in QUESTIONS if q.type in types]
     out = []
     for ex in examples:
-        st = streams[ex.stream].track.states
-        last = st.visible.shape[1] - ex.length
         if ex.length != RUNTIME["window"] or ex.backward:
             continue
+        st = streams[ex.stream].track.states
+        last = st.visible.shape[1] - ex.length
         shifted = [slice(f, f + ex.length) for d in range(1, reach + 1) for f in (ex.first - d, ex.first + d)
                    if 0 <= f <= last]
         window = slice(ex.first, ex.first + ex.length)

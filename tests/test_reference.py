@@ -457,7 +457,7 @@ def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():
     for shape in (False, True):
         assert answer_weights(types, answers, pos, blind=True, kind_from_shape=shape).tolist() == [0.0, 3.0, 1.0, 1.5]
     on = lambda mask: {c for c, m in zip(CLASSES, mask.tolist()) if m}
-    assert on(target_mask(False)) == set(CLASSES)
+    assert on(target_mask(False)) == set(CLASSES) - {"touching"} and on(target_mask(False, contact=True)) == set(CLASSES)
     assert on(target_mask(False, True)) == {"red", "green", "blue", "yellow", "white", "purple", "moving", "fallen"}
     assert on(target_mask(True, True)) == on(target_mask(True)) == {"person", "box", "ball", "car", "moving", "fallen"}
 
@@ -487,6 +487,29 @@ def test_token_targets_mark_what_lies_under_each_token():
     # 3-4 s: it rolls right (50 px per sample) and is marked moving where it is, not where it was
     assert c["moving"][3, 2, 5:7].any() and c["red"][3, 2, 1] == 0
     assert c["blue"][0].sum() >= 1 and c["fallen"][0].sum() == 0 and c["fallen"][3].sum() >= 1
+
+
+def test_touching_target_marks_objects_in_contact_by_the_touch_rule():
+    """"touching" (--contact-target) is on under both objects of a pair in contact, off under a lone object and
+    before contact, and 0.5 (a soft target) where the touch rule calls the gap borderline (1-5 px)."""
+    from codecsight.reference.targets import CLASSES, token_targets
+    from codecsight.synth.scene import Obj, Scene, Style
+
+    style = Style(320, 240, 10, "blobs", (128, 122, 112), 2.0, 0.0, 60.0, 0.0)
+    w = 0.62 * 60.0  # a box's width at scale 60
+    keys = lambda x0, x1, gap: [(0.0, x0, 200.0, 0.0), (1.0, x0, 200.0, 0.0), (2.0, x1 - gap / 2, 200.0, 0.0),
+                                (4.0, x1 - gap / 2, 200.0, 0.0)]
+    left = Obj(0, "box", "red", 60.0, keys(60.0, 160.0 - w / 2, 1.0))
+    right = Obj(1, "box", "blue", 60.0, [(t, 320.0 - x, y, a) for t, x, y, a in keys(60.0, 160.0 - w / 2, 1.0)])
+    lone = Obj(2, "ball", "red", 40.0, [(0.0, 290.0, 60.0, 0.0), (4.0, 290.0, 60.0, 0.0)])
+    near = Obj(3, "box", "red", 60.0, [(t, x, 120.0, a) for t, x, _, a in keys(60.0, 100.0 - w / 2, 3.0)])
+    near2 = Obj(4, "box", "blue", 60.0, [(t, 200.0 - x, 120.0, a) for t, x, _, a in keys(60.0, 100.0 - w / 2, 3.0)])
+    t = token_targets(Scene(style, 4.0, [left, right, lone, near, near2]), rate=2.0, rows=6, cols=8)
+    touching = t[..., CLASSES.index("touching")].reshape(4, 6, 8)
+    # 0-1 s apart; from 2 s the first pair stands 1 px apart (contact) at token row 4, where it meets (x = 160)
+    assert touching[0].max() == 0 and touching[2:, 4, 3:5].min() == 1
+    assert touching[:, 1, 7].max() == 0  # the lone ball (row 1, col 7) touches nothing
+    assert touching[2:, 2, 2].max() == 0.5  # the second pair stands 3 px apart (x = 100, row 2): borderline
 
 
 def test_anycolour_streams_train_without_colour(ref, tmp_path):

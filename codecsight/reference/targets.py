@@ -3,7 +3,7 @@
 A yes/no answer is one bit per question and window, and the object a question is about covers 1-4 of the window's
 384 tokens: from that signal alone the small model drifted to the class prior (session 1: visual tokens grew more
 alike as training went on). These targets tell every visual token what lies under it (colour, kind, moving,
-fallen), so the vision tower learns the features and the language model keeps them where questions can find them.
+fallen, in contact with another), so the vision tower learns the features and the language model keeps them where questions can find them.
 
 Event targets (session 15) do the same for the event questions, which stayed underfit even on training streams:
 a token is told whether the object under it has entered, stopped, touched another or fallen since the window
@@ -21,7 +21,7 @@ import numpy as np
 from codecsight.synth.labels import States, object_pairs, sample_frames_at, scene_states
 from codecsight.synth.scene import COLOURS, KINDS, Scene
 
-CLASSES = (*COLOURS, *KINDS, "moving", "fallen")
+CLASSES = (*COLOURS, *KINDS, "moving", "fallen", "touching")
 EVENTS = ("enter", "stop", "touch", "fall")  # "leave" has no token: the object is gone when it has happened
 
 
@@ -55,15 +55,27 @@ def _by_temporal_patch(x: np.ndarray, temporal: int) -> np.ndarray:
     return x.reshape(-1, temporal, *x.shape[1:]).max(axis=1)
 
 
+def object_contact(st: States) -> np.ndarray:
+    """(objects, samples) in {0, 0.5, 1}: whether each object is in contact with another, by the labels' touch rule
+    (`States.touching`, the max over the pairs it is in; 0.5 where the rule calls the gap borderline)."""
+    out = np.zeros_like(st.visible)
+    for p, pair in enumerate(object_pairs(len(st.kinds))):
+        for o in pair:
+            out[o] = np.maximum(out[o], st.touching[p])
+    return out
+
+
 def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2,
-                  cover: np.ndarray | None = None) -> np.ndarray:
-    """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1}: a class is on for a token when an object of
+                  cover: np.ndarray | None = None, states: States | None = None) -> np.ndarray:
+    """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1} (0.5 for "touching", below): a class is on for a token when an object of
     it covers the token (`object_cover`) in any frame of the temporal patch. An object in an arbitrary colour
-    (split `anycolour`) sets its kind only: training shows such streams without colour targets. cover: the
-    scene's (objects, samples, rows * cols) `object_cover` where the caller has it (`SceneTrack.cover`)."""
+    (split `anycolour`) sets its kind only: training shows such streams without colour targets. "touching" is
+    `object_contact`, 0.5 where the labels call it borderline (a soft target). cover and states: the scene's (objects,
+    samples, rows * cols) `object_cover` and `scene_states` at the samples, where the caller has them (`SceneTrack`)."""
     times = _sample_times(scene, rate)
     if cover is None:
         cover = object_cover(scene, times, rows, cols).reshape(len(scene.objects), len(times), rows * cols)
+    contact = object_contact(states if states is not None else scene_states(scene, times))
     out = np.zeros((len(times), rows * cols, len(CLASSES)), np.float32)
     for i, o in enumerate(scene.objects):
         on = [CLASSES.index(o.kind)] + ([CLASSES.index(o.colour)] if o.colour in COLOURS else [])
@@ -77,7 +89,9 @@ def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int
                 cls.append(CLASSES.index("moving"))
             if abs(s[2]) >= 60:
                 cls.append(CLASSES.index("fallen"))
-            out[k][cover[i, k]] = np.maximum(out[k][cover[i, k]], np.isin(np.arange(len(CLASSES)), cls))
+            on_now = np.isin(np.arange(len(CLASSES)), cls).astype(np.float32)
+            on_now[CLASSES.index("touching")] = contact[i, k]
+            out[k][cover[i, k]] = np.maximum(out[k][cover[i, k]], on_now)
             prev = s
     return _by_temporal_patch(out, temporal)
 

@@ -118,7 +118,8 @@ def load_streams(data: str, geometry, size: tuple[int, int] = INPUT_HW) -> dict[
             scene_json = json.load(f)
         scene = scene_from_json(scene_json)
         track = scene_track(scene, RUNTIME["fps"], *keep.shape[1:])
-        targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal, cover=track.cover)
+        targets = token_targets(scene, RUNTIME["fps"], *keep.shape[1:], geometry.temporal, cover=track.cover,
+                                states=track.states)
         if len(targets) < len(keep):
             raise ValueError(f"{name}: {len(keep)} temporal patches decoded, {len(targets)} in its scene")
         any_colour = scene_json.get("split") == "anycolour"
@@ -317,10 +318,11 @@ def answer_loss(yes_no: torch.Tensor, answers: list[int], weight: torch.Tensor, 
     return (ce * weight).sum() / weight.sum()
 
 
-def target_mask(blind: bool, kind_from_shape: bool = False) -> torch.Tensor:
-    """Which per-token targets (CLASSES) a window trains: all but those `withheld`."""
-    return torch.tensor([not withheld(c in COLOURS, c in KINDS, blind, kind_from_shape) for c in CLASSES],
-                        dtype=torch.float32)
+def target_mask(blind: bool, kind_from_shape: bool = False, contact: bool = False) -> torch.Tensor:
+    """Which per-token targets (CLASSES) a window trains: all but those `withheld`, and "touching" only with
+    `contact` (--contact-target)."""
+    return torch.tensor([not withheld(c in COLOURS, c in KINDS, blind, kind_from_shape) and (contact or c != "touching")
+                         for c in CLASSES], dtype=torch.float32)
 
 
 # questions per window whose answer word and end of turn are scored over the whole vocabulary (a sample of them:
@@ -565,6 +567,9 @@ def main(argv=None) -> int:
     p.add_argument("--edge-balance", action="store_true", help="--edges draws each --edge-types answer (Yes, No) "
                    "alike (by_answer), not the windows as they come")
     p.add_argument("--aux", type=float, default=1.0, help="weight of the per-token targets (0: answers only)")
+    p.add_argument("--contact-target", action="store_true", help="train the per-token target \"touching\" too "
+                   "(targets.object_contact: the object under a token is in contact with another, by the touch rule), "
+                   "on the ViT's output and the LLM's middle state, as \"fallen\" is for fall")
     p.add_argument("--events", type=float, default=0.0, help="weight of the per-token event targets on the LLM's "
                    "middle state (targets.event_targets: has the object under a token entered, stopped, touched or "
                    "fallen since the window began); 0: none")
@@ -656,7 +661,10 @@ def main(argv=None) -> int:
         state = torch.load(ckpt, weights_only=False)
         adapter.model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        aux.load_state_dict(state["aux"], strict=False)  # checkpoints from before a head existed resume too
+        # checkpoints from before a head or a target class existed resume too (such a head starts afresh)
+        own = aux.state_dict()
+        aux.load_state_dict({k: v for k, v in state["aux"].items() if k in own and own[k].shape == v.shape},
+                            strict=False)
         step, spent, best = state["step"], state["spent"], state["best"]
         random.setstate(state["random"])
         print(f"resumed at step {step} ({spent / 60:.1f} min spent)", file=sys.stderr)
@@ -749,7 +757,7 @@ def main(argv=None) -> int:
                     first = ex.first // adapter.geometry.temporal
                     tokens = stream.targets[first:first + len(fwd.vision)]
                     tokens = (tokens.flip(0) if ex.backward else tokens).flatten(0, 1)
-                    seen = target_mask(blind, args.kind_from_shape)
+                    seen = target_mask(blind, args.kind_from_shape, args.contact_target)
                     for name, h, rows in (("vision", fwd.vision.flatten(0, 1), slice(None)),
                                           ("hidden", fwd.hidden, fwd.kept)):
                         loss = loss + args.aux * F.binary_cross_entropy_with_logits(

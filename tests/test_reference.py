@@ -396,7 +396,8 @@ def test_absurd_training_shares_are_refused():
                 ["--input-size", "axb"], ["--keep", "newest"], ["--type-weight", "fell=2"],
                 ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"],
                 ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"], ["--reverse", "1.5"], ["--reverse", "-0.1"],
-                ["--edges", "1.5"], ["--edges", "-0.1"], ["--edges", "0.5", "--edge-types", "touch,fell"]):
+                ["--edges", "1.5"], ["--edges", "-0.1"], ["--edges", "0.5", "--edge-types", "touch,fell"],
+                ["--edge-balance"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 

@@ -629,6 +629,8 @@ def main(argv=None) -> int:
     edge_types = tuple(t for t in args.edge_types.split(",") if t)
     if unknown := set(edge_types) - set(QUESTION_TYPES):
         p.error(f"--edge-types: unknown question type(s) {sorted(unknown)}; known: {', '.join(QUESTION_TYPES)}")
+    if args.edge_balance and not args.edges:
+        p.error("--edge-balance balances the windows --edges draws: give --edges S (S > 0) too")
     for name in ("pruned", "dropped", "object_colour", "reverse", "edges"):
         if not 0 <= getattr(args, name) <= 1:
             p.error(f"--{name.replace('_', '-')} is a share of the windows, within [0, 1] (got {getattr(args, name)})")

@@ -628,23 +628,33 @@ def test_object_events_at_a_window_end_are_its_labels():
     assert all(no > 0 and yes > 0 for no, yes in seen.values()), seen
 
 
+def _generated_windows(seconds: float):
+    """A generated training stream's scene track (6x8 tokens) and its labelled runtime windows, as training groups
+    them (video "d/v.mp4")."""
+    from codecsight.reference.targets import scene_track
+    from codecsight.reference.train import group_windows
+    from codecsight.synth.labels import window_labels
+    from codecsight.synth.scene import make_scene
+
+    scene = make_scene(np.random.default_rng(7), "train", seconds)
+    windows = group_windows(({**r, "video": "v.mp4"} for r in window_labels(scene, 2.0, 16, 4)), "d", 2.0)
+    return scene_track(scene, rate=2.0, rows=6, cols=8), windows
+
+
 def test_a_window_shown_backwards_is_answered_for_the_reversed_samples():
     """--reverse: on a generated stream, every labelled window shown backwards answers "enter" as the forward window
     answers "leave" and the other way round, presence as forward, "fall" as a get-up (lying, then upright) and
     "touch" as a parting (in contact, then apart), each read forward off the scene; backwards twice is forwards."""
-    from codecsight.reference.targets import scene_track
-    from codecsight.reference.train import group_windows, reversed_example
-    from codecsight.synth.labels import _then, window_labels
-    from codecsight.synth.scene import make_scene
+    from codecsight.reference.train import reversed_example
+    from codecsight.synth.labels import _then
 
-    scene = make_scene(np.random.default_rng(7), "train", 120.0)
-    track = scene_track(scene, rate=2.0, rows=6, cols=8)
+    track, windows = _generated_windows(120.0)
     st = track.states
     swapped = {"Does an object enter?": "Does an object leave?", "Does an object leave?": "Does an object enter?"}
     by_order = {"fall": lambda w: _then(st.fallen[:, w], st.upright[:, w]),
                 "touch": lambda w: _then(st.touching[:, w], 1 - st.touching[:, w])}
     changed = {"enter": 0, "fall": 0, "touch": 0}
-    for ex in group_windows(({**r, "video": "v.mp4"} for r in window_labels(scene, 2.0, 16, 4)), "d", 2.0):
+    for ex in windows:
         back = reversed_example(track, ex)
         assert back.backward and not ex.backward and (back.first, back.length) == (ex.first, ex.length)
         forward = dict(zip(ex.questions, ex.answers))
@@ -719,16 +729,11 @@ def test_edge_windows_are_those_decided_at_the_edges_and_the_near_misses():
     """--edges: on a generated stream, a window whose only contact begins in its last temporal patch, or one sample
     before it begins (in contact from its first sample), is drawn; one where nothing touches or parts within 3
     samples of it and no pair comes within 60 px is not; a near miss is drawn for its gap alone."""
-    from codecsight.reference.targets import scene_track
-    from codecsight.reference.train import Stream, by_answer, edge_windows, group_windows
-    from codecsight.synth.labels import window_labels
-    from codecsight.synth.scene import make_scene
+    from codecsight.reference.train import Stream, by_answer, edge_windows
 
-    scene = make_scene(np.random.default_rng(7), "train", 240.0)
-    track = scene_track(scene, rate=2.0, rows=6, cols=8)
+    track, windows = _generated_windows(240.0)
     st = track.states
     streams = {"d/v.mp4": Stream(None, None, None, track=track)}
-    windows = group_windows(({**r, "video": "v.mp4"} for r in window_labels(scene, 2.0, 16, 4)), "d", 2.0)
     drawn = {ex.first for ex in edge_windows(windows, streams, ("touch",))}
     no_gap = {ex.first for ex in edge_windows(windows, streams, ("touch",), near=0.0)}
     seen = {"edge": 0, "quiet": 0, "near": 0}

@@ -458,7 +458,8 @@ def test_kind_from_shape_asks_kind_only_where_colour_was_taken_away():
     for shape in (False, True):
         assert answer_weights(types, answers, pos, blind=True, kind_from_shape=shape).tolist() == [0.0, 3.0, 1.0, 1.5]
     on = lambda mask: {c for c, m in zip(CLASSES, mask.tolist()) if m}
-    assert on(target_mask(False)) == set(CLASSES) - {"touching"} and on(target_mask(False, contact=True)) == set(CLASSES)
+    assert on(target_mask(False)) == set(CLASSES) - {"touching"}
+    assert on(target_mask(False, contact=True)) == set(CLASSES)
     assert on(target_mask(False, True)) == {"red", "green", "blue", "yellow", "white", "purple", "moving", "fallen"}
     assert on(target_mask(True, True)) == on(target_mask(True)) == {"person", "box", "ball", "car", "moving", "fallen"}
 
@@ -761,6 +762,7 @@ def test_edge_windows_are_those_decided_at_the_edges_and_the_near_misses():
     # often than Yes, and the groups hand each answer half of a type's draws
     edges = edge_windows(windows, streams, ("touch", "fall"))
     groups = by_answer(edges, ("touch", "fall"))
-    share = {(t, a): sum((t, a) in zip(ex.types, ex.answers) for ex in edges) for t in ("touch", "fall") for a in (1, 0)}
+    share = {(t, a): sum((t, a) in zip(ex.types, ex.answers) for ex in edges)
+             for t in ("touch", "fall") for a in (1, 0)}
     assert [len(g) for g in groups] == list(share.values()) and share["touch", 0] > share["touch", 1] > 0
     assert all((t, a) in zip(ex.types, ex.answers) for g, (t, a) in zip(groups, share) for ex in g)

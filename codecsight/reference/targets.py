@@ -3,7 +3,8 @@
 A yes/no answer is one bit per question and window, and the object a question is about covers 1-4 of the window's
 384 tokens: from that signal alone the small model drifted to the class prior (session 1: visual tokens grew more
 alike as training went on). These targets tell every visual token what lies under it (colour, kind, moving,
-fallen, in contact with another), so the vision tower learns the features and the language model keeps them where questions can find them.
+fallen, in contact with another), so the vision tower learns the features and the language model keeps them where
+questions can find them.
 
 Event targets (session 15) do the same for the event questions, which stayed underfit even on training streams:
 a token is told whether the object under it has entered, stopped, touched another or fallen since the window
@@ -55,23 +56,30 @@ def _by_temporal_patch(x: np.ndarray, temporal: int) -> np.ndarray:
     return x.reshape(-1, temporal, *x.shape[1:]).max(axis=1)
 
 
+def _over_pairs(per_pair: np.ndarray, objects: int) -> np.ndarray:
+    """(objects, ...): for each object, the max of a (pairs, ...) array (pairs in `object_pairs` order) over the
+    pairs it is in; 0 for an object in none."""
+    out = np.zeros((objects, *per_pair.shape[1:]))
+    for p, pair in enumerate(object_pairs(objects)):
+        for o in pair:
+            out[o] = np.maximum(out[o], per_pair[p])
+    return out
+
+
 def object_contact(st: States) -> np.ndarray:
     """(objects, samples) in {0, 0.5, 1}: whether each object is in contact with another, by the labels' touch rule
     (`States.touching`, the max over the pairs it is in; 0.5 where the rule calls the gap borderline)."""
-    out = np.zeros_like(st.visible)
-    for p, pair in enumerate(object_pairs(len(st.kinds))):
-        for o in pair:
-            out[o] = np.maximum(out[o], st.touching[p])
-    return out
+    return _over_pairs(st.touching, len(st.kinds))
 
 
 def token_targets(scene: Scene, rate: float, rows: int, cols: int, temporal: int = 2,
                   cover: np.ndarray | None = None, states: States | None = None) -> np.ndarray:
-    """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1} (0.5 for "touching", below): a class is on for a token when an object of
-    it covers the token (`object_cover`) in any frame of the temporal patch. An object in an arbitrary colour
-    (split `anycolour`) sets its kind only: training shows such streams without colour targets. "touching" is
-    `object_contact`, 0.5 where the labels call it borderline (a soft target). cover and states: the scene's (objects,
-    samples, rows * cols) `object_cover` and `scene_states` at the samples, where the caller has them (`SceneTrack`)."""
+    """(temporal patches, rows * cols, len(CLASSES)) float32 in {0, 1} (0.5 for "touching", below): a class is on
+    for a token when an object of it covers the token (`object_cover`) in any frame of the temporal patch. An object
+    in an arbitrary colour (split `anycolour`) sets its kind only: training shows such streams without colour
+    targets. "touching" is `object_contact`, 0.5 where the labels call it borderline (a soft target). cover and
+    states: the scene's (objects, samples, rows * cols) `object_cover` and `scene_states` at the samples, where the
+    caller has them (`SceneTrack`)."""
     times = _sample_times(scene, rate)
     if cover is None:
         cover = object_cover(scene, times, rows, cols).reshape(len(scene.objects), len(times), rows * cols)
@@ -136,9 +144,7 @@ def object_events(track: SceneTrack, first: int, n: int) -> np.ndarray:
         out[:, 3:, EVENTS.index("stop")] = np.maximum.accumulate(done, axis=1)
     if track.pairs:
         touched = _happened(1 - st.touching[:, w], st.touching[:, w])
-        for p, (a, b) in enumerate(track.pairs):
-            for o in (a, b):
-                out[o, :, EVENTS.index("touch")] = np.maximum(out[o, :, EVENTS.index("touch")], touched[p])
+        out[..., EVENTS.index("touch")] = _over_pairs(touched, len(st.kinds))
     return out
 
 

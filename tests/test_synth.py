@@ -318,3 +318,41 @@ def test_touch_rule_figure_shows_a_meet_labelled_yes_and_a_near_meet_no(tmp_path
             == {answer}
     figure.main(str(tmp_path / "touch.jpg"))
     assert (tmp_path / "touch.jpg").stat().st_size > 10_000
+
+
+def test_touch_errors_figure_draws_the_most_confident_misses_and_false_yes(heldout, tmp_path, capsys):
+    """docs/touch_errors.py reads an answers file of `codecsight eval` and draws its touch errors; the pair that
+    decides a missed window is the one that goes from apart to in contact there."""
+    import importlib.util
+
+    from codecsight.evaluation import read_labels, write_answers
+    from codecsight.synth.labels import sample_frames_at, scene_states
+    from codecsight.synth.scene import scene_from_json
+
+    path = Path(__file__).parents[1] / "docs" / "touch_errors.py"
+    spec = importlib.util.spec_from_file_location("touch_errors", path)
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    labels = read_labels(str(heldout / "labels.jsonl"))
+    touch = [r for r in labels if r["type"] == "touch"]
+    assert {r["answer"] for r in touch} == {"Yes", "No"}
+    # every answer right but one window of each label, the first wrong with more confidence than the second
+    wrong = [*[r for r in touch if r["answer"] == "Yes"][:2], *[r for r in touch if r["answer"] == "No"][:2]]
+    p_wrong = dict(zip(map(id, wrong), (0.05, 0.3, 0.95, 0.7)))
+    answers = {(Path(r["video"]).stem, r["start"], r["question"]):
+               p_wrong.get(id(r), 0.9 if r["answer"] == "Yes" else 0.1) for r in labels}
+    write_answers(str(tmp_path / "answers.jsonl"), answers, labels)
+    out = tmp_path / "errors.jpg"
+    assert figure.main([str(tmp_path / "answers.jsonl"), str(heldout), "--each", "1", "--out", str(out)]) == 0
+    assert "2 misses and 2 false Yes" in capsys.readouterr().out and out.stat().st_size > 10_000
+
+    miss = wrong[0]
+    scene = scene_from_json(json.load(open(heldout / miss["video"].replace(".mp4", ".json"))))
+    samples = sample_frames_at(scene.style.fps, 2.0, round(scene.duration * scene.style.fps))
+    states = scene_states(scene, np.array(samples) / scene.style.fps)
+    k0 = int(round(miss["start"] * 2))
+    touching = states.touching[figure.deciding_pair(states, k0, "Yes"), k0:k0 + 16]
+    onset = int(np.argmax(touching == 1))
+    assert onset > 0 and (touching[:onset] == 0).any()
+    with pytest.raises(SystemExit):
+        figure.main([str(tmp_path / "answers.jsonl"), str(heldout), "--each", "0"])

@@ -1,0 +1,113 @@
+"""Draws docs/touch-errors.jpg: the model's most confident touch errors on a labelled split, each window's 16
+samples cropped around the pair that decides it, with the pair's boxes and their gap.
+
+  codecsight eval --labels out/data/heldout_s2/labels.jsonl --method full --answers A.jsonl --json /dev/null
+  python docs/touch_errors.py A.jsonl out/data/heldout_s2
+
+A miss is a window labelled Yes with P(Yes) < 0.5 (its pair: the first to go from apart to in contact); a false Yes
+one labelled No with P(Yes) >= 0.5 (its pair: the closest in the window). Frames are decoded from the split's videos,
+so they are what the model saw before resizing."""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw
+
+from codecsight.synth.labels import object_pairs, sample_frames_at, scene_states
+from codecsight.synth.scene import scene_from_json
+
+RATE, WINDOW = 2.0, 16
+CROP, SCALE, COLUMNS = (96, 72), 1.5, 8
+
+
+def decoded(path: str, wanted: list[int]) -> list[np.ndarray]:
+    out, last = {}, max(wanted)
+    with av.open(path) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                out[i] = frame.to_ndarray(format="rgb24")
+            if i >= last:
+                break
+    return [out[i] for i in wanted]
+
+
+def deciding_pair(states, k0: int, label: str) -> int:
+    touching, gap = states.touching[:, k0:k0 + WINDOW], states.gap[:, k0:k0 + WINDOW]
+    if label == "Yes":
+        return min((j, p) for p in range(len(touching)) for j in range(1, touching.shape[1])
+                   if touching[p, j] == 1 and (touching[p, :j] == 0).any())[1]
+    return int(np.argmin(gap.min(axis=1)))
+
+
+def strip(data: str, row: dict, title: str) -> Image.Image:
+    scene = scene_from_json(json.load(open(os.path.join(data, f"{row['video']}.json"))))
+    fps = scene.style.fps
+    samples = sample_frames_at(fps, RATE, round(scene.duration * fps))
+    states = scene_states(scene, np.array(samples) / fps)
+    k0 = int(round(row["start"] * RATE))
+    pair = deciding_pair(states, k0, row["answer"])
+    a, b = (scene.objects[i] for i in object_pairs(len(scene.objects))[pair])
+    idx = samples[k0:k0 + WINDOW]
+    w, h = int(CROP[0] * SCALE), int(CROP[1] * SCALE)
+    rows = -(-len(idx) // COLUMNS)
+    out = Image.new("RGB", (COLUMNS * (w + 3), 16 + rows * (h + 3)), (255, 255, 255))
+    ImageDraw.Draw(out).text((2, 2), title, fill=(0, 0, 0))
+    centre = None
+    for k, (n, frame) in enumerate(zip(idx, decoded(os.path.join(data, f"{row['video']}.mp4"), idx))):
+        t = n / fps
+        boxes = [o.bbox(*s) for o in (a, b) if (s := o.state(t)) is not None]
+        if boxes:  # follow the pair; hold the last view while one of them is out of the frame
+            centre = (np.mean([(x0 + x1) / 2 for x0, _, x1, _ in boxes]),
+                      np.mean([(y0 + y1) / 2 for _, y0, _, y1 in boxes]))
+        cx, cy = centre or (scene.style.width / 2, scene.style.height / 2)
+        left = int(np.clip(cx - CROP[0] / 2, 0, scene.style.width - CROP[0]))
+        top = int(np.clip(cy - CROP[1] / 2, 0, scene.style.height - CROP[1]))
+        im = Image.fromarray(frame[top:top + CROP[1], left:left + CROP[0]]).resize((w, h), Image.NEAREST)
+        draw = ImageDraw.Draw(im)
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle([(x0 - left) * SCALE, (y0 - top) * SCALE, (x1 - left) * SCALE, (y1 - top) * SCALE],
+                           outline=(255, 0, 255))
+        gap = states.gap[pair, k0 + k]
+        draw.rectangle([0, h - 11, w, h], fill=(0, 0, 0))
+        draw.text((2, h - 11), f"s{k} " + (f"gap {gap:.0f} px" if gap < 1e8 else "one out"), fill=(255,) * 3)
+        out.paste(im, ((k % COLUMNS) * (w + 3), 16 + (k // COLUMNS) * (h + 3)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("answers", help="the JSONL of `codecsight eval --answers`")
+    p.add_argument("data", help="the labelled split it was run on (videos and scene files)")
+    p.add_argument("--each", type=int, default=2, help="misses and false Yes drawn (default: %(default)s)")
+    p.add_argument("--out", default="docs/touch-errors.jpg")
+    args = p.parse_args(argv)
+    if args.each < 1:
+        p.error(f"--each must be 1 or more, got {args.each}")
+    rows = [r for r in map(json.loads, open(args.answers)) if r.get("type") == "touch" and "answer" in r]
+    errors = collections.defaultdict(list)
+    for r in rows:
+        if (r["p_yes"] >= 0.5) != (r["answer"] == "Yes"):
+            errors[r["answer"]].append(r)
+    picked = [*sorted(errors["Yes"], key=lambda r: r["p_yes"])[:args.each],
+              *sorted(errors["No"], key=lambda r: -r["p_yes"])[:args.each]]
+    if not picked:
+        p.error(f"{args.answers}: no touch errors")
+    name = os.path.basename(os.path.normpath(args.data))
+    strips = [strip(args.data, r, f"{'missed' if r['answer'] == 'Yes' else 'false Yes'}: {name} {r['video']} "
+                    f"{r['start']:.0f}-{r['start'] + WINDOW / RATE:.0f} s, label {r['answer']}, "
+                    f"P(Yes) {r['p_yes']:.2f}") for r in picked]
+    sheet = Image.new("RGB", (strips[0].width, sum(s.height + 8 for s in strips)), (255, 255, 255))
+    for i, s in enumerate(strips):
+        sheet.paste(s, (0, sum(x.height + 8 for x in strips[:i])))
+    sheet.save(args.out, quality=85)
+    print(f"wrote {args.out} ({len(errors['Yes'])} misses and {len(errors['No'])} false Yes of {len(rows)} windows)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

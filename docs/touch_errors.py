@@ -36,8 +36,10 @@ def decoded(path: str, wanted: list[int]) -> list[np.ndarray]:
     return [out[i] for i in wanted]
 
 
-def deciding_pair(states, k0: int, label: str) -> int:
+def deciding_pair(states, k0: int, label: str) -> int | None:
     touching, gap = states.touching[:, k0:k0 + WINDOW], states.gap[:, k0:k0 + WINDOW]
+    if not len(touching):  # a scene of one object
+        return None
     if label == "Yes":
         return min((j, p) for p in range(len(touching)) for j in range(1, touching.shape[1])
                    if touching[p, j] == 1 and (touching[p, :j] == 0).any())[1]
@@ -51,7 +53,7 @@ def strip(data: str, row: dict, title: str) -> Image.Image:
     states = scene_states(scene, np.array(samples) / fps)
     k0 = int(round(row["start"] * RATE))
     pair = deciding_pair(states, k0, row["answer"])
-    a, b = (scene.objects[i] for i in object_pairs(len(scene.objects))[pair])
+    objects = [] if pair is None else [scene.objects[i] for i in object_pairs(len(scene.objects))[pair]]
     idx = samples[k0:k0 + WINDOW]
     w, h = int(CROP[0] * SCALE), int(CROP[1] * SCALE)
     rows = -(-len(idx) // COLUMNS)
@@ -60,7 +62,7 @@ def strip(data: str, row: dict, title: str) -> Image.Image:
     centre = None
     for k, (n, frame) in enumerate(zip(idx, decoded(os.path.join(data, f"{row['video']}.mp4"), idx))):
         t = n / fps
-        boxes = [o.bbox(*s) for o in (a, b) if (s := o.state(t)) is not None]
+        boxes = [o.bbox(*s) for o in objects if (s := o.state(t)) is not None]
         if boxes:  # follow the pair; hold the last view while one of them is out of the frame
             centre = (np.mean([(x0 + x1) / 2 for x0, _, x1, _ in boxes]),
                       np.mean([(y0 + y1) / 2 for _, y0, _, y1 in boxes]))
@@ -72,7 +74,7 @@ def strip(data: str, row: dict, title: str) -> Image.Image:
         for x0, y0, x1, y1 in boxes:
             draw.rectangle([(x0 - left) * SCALE, (y0 - top) * SCALE, (x1 - left) * SCALE, (y1 - top) * SCALE],
                            outline=(255, 0, 255))
-        gap = states.gap[pair, k0 + k]
+        gap = states.gap[pair, k0 + k] if pair is not None else 1e9
         draw.rectangle([0, h - 11, w, h], fill=(0, 0, 0))
         draw.text((2, h - 11), f"s{k} " + (f"gap {gap:.0f} px" if gap < 1e8 else "one out"), fill=(255,) * 3)
         out.paste(im, ((k % COLUMNS) * (w + 3), 16 + (k // COLUMNS) * (h + 3)))
@@ -98,6 +100,12 @@ def main(argv=None) -> int:
     if not picked:
         p.error(f"{args.answers}: no touch errors")
     name = os.path.basename(os.path.normpath(args.data))
+    if missing := [r["video"] for r in picked if not os.path.exists(os.path.join(args.data, f"{r['video']}.json"))]:
+        p.error(f"{args.data}: no scene file {missing[0]}.json; the picture needs a split `codecsight synth` wrote")
+    labelled = {(os.path.splitext(r["video"])[0], r["start"], r["question"], r["answer"])
+                for r in map(json.loads, open(os.path.join(args.data, "labels.jsonl")))}
+    if any((r["video"], r["start"], r["question"], r["answer"]) not in labelled for r in picked):
+        p.error(f"{args.answers}: its windows are not those labelled in {args.data}/labels.jsonl")
     strips = [strip(args.data, r, f"{'missed' if r['answer'] == 'Yes' else 'false Yes'}: {name} {r['video']} "
                     f"{r['start']:.0f}-{r['start'] + WINDOW / RATE:.0f} s, label {r['answer']}, "
                     f"P(Yes) {r['p_yes']:.2f}") for r in picked]

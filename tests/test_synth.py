@@ -356,3 +356,10 @@ def test_touch_errors_figure_draws_the_most_confident_misses_and_false_yes(heldo
     assert onset > 0 and (touching[:onset] == 0).any()
     with pytest.raises(SystemExit):
         figure.main([str(tmp_path / "answers.jsonl"), str(heldout), "--each", "0"])
+    # answers of other windows than the split's (here: every touch label flipped) are refused, not drawn
+    flipped = [dict(r, answer={"Yes": "No", "No": "Yes"}[r["answer"]]) if r.get("type") == "touch" else r
+               for r in map(json.loads, open(tmp_path / "answers.jsonl"))]
+    (tmp_path / "flipped.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flipped))
+    with pytest.raises(SystemExit):
+        figure.main([str(tmp_path / "flipped.jsonl"), str(heldout), "--out", str(tmp_path / "never.jpg")])
+    assert "not those labelled" in capsys.readouterr().err and not (tmp_path / "never.jpg").exists()

@@ -1,16 +1,15 @@
 """Draws docs/touch-errors.jpg: the model's most confident touch errors on a labelled split, each window's 16
 samples cropped around the pair that decides it, with the pair's boxes and their gap.
 
-  codecsight eval --labels out/data/heldout_s2/labels.jsonl --method full --answers A.jsonl --json /dev/null
+  codecsight eval --labels out/data/heldout_s2/labels.jsonl --method full --answers A.jsonl
   python docs/touch_errors.py A.jsonl out/data/heldout_s2
 
 A miss is a window labelled Yes with P(Yes) < 0.5 (its pair: the first to go from apart to in contact); a false Yes
-one labelled No with P(Yes) >= 0.5 (its pair: the closest in the window). Frames are decoded from the split's videos,
-so they are what the model saw before resizing."""
+one labelled No with P(Yes) >= 0.5 (its pair: the closest after being apart). Frames are decoded from the split's
+videos, so they are what the model saw before resizing."""
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 
@@ -37,13 +36,17 @@ def decoded(path: str, wanted: list[int]) -> list[np.ndarray]:
 
 
 def deciding_pair(states, k0: int, label: str) -> int | None:
+    """The pair a window's touch answer turns on: labelled Yes, the first to go from apart to in contact; labelled
+    No, the one that comes closest after being apart in the window (else the closest: a pair that only parts)."""
     touching, gap = states.touching[:, k0:k0 + WINDOW], states.gap[:, k0:k0 + WINDOW]
     if not len(touching):  # a scene of one object
         return None
+    apart_before = np.zeros(touching.shape, bool)
+    apart_before[:, 1:] = np.maximum.accumulate(touching[:, :-1] == 0, axis=1)
     if label == "Yes":
-        return min((j, p) for p in range(len(touching)) for j in range(1, touching.shape[1])
-                   if touching[p, j] == 1 and (touching[p, :j] == 0).any())[1]
-    return int(np.argmin(gap.min(axis=1)))
+        return min((j, p) for p, j in zip(*np.nonzero(apart_before & (touching == 1))))[1]
+    after = np.where(apart_before, gap, np.inf).min(axis=1)
+    return int(np.argmin(after if np.isfinite(after).any() else gap.min(axis=1)))
 
 
 def strip(data: str, row: dict, title: str) -> Image.Image:
@@ -63,7 +66,7 @@ def strip(data: str, row: dict, title: str) -> Image.Image:
     for k, (n, frame) in enumerate(zip(idx, decoded(os.path.join(data, f"{row['video']}.mp4"), idx))):
         t = n / fps
         boxes = [o.bbox(*s) for o in objects if (s := o.state(t)) is not None]
-        if boxes:  # follow the pair; hold the last view while one of them is out of the frame
+        if boxes:  # follow whichever of the pair is in view; hold the last view while neither is
             centre = (np.mean([(x0 + x1) / 2 for x0, _, x1, _ in boxes]),
                       np.mean([(y0 + y1) / 2 for _, y0, _, y1 in boxes]))
         cx, cy = centre or (scene.style.width / 2, scene.style.height / 2)
@@ -76,9 +79,15 @@ def strip(data: str, row: dict, title: str) -> Image.Image:
                            outline=(255, 0, 255))
         gap = states.gap[pair, k0 + k] if pair is not None else 1e9
         draw.rectangle([0, h - 11, w, h], fill=(0, 0, 0))
-        draw.text((2, h - 11), f"s{k} " + (f"gap {gap:.0f} px" if gap < 1e8 else "one out"), fill=(255,) * 3)
+        draw.text((2, h - 11), f"s{k} " + (f"gap {round(gap)} px" if gap < 1e8 else "one out"), fill=(255,) * 3)
         out.paste(im, ((k % COLUMNS) * (w + 3), 16 + (k // COLUMNS) * (h + 3)))
     return out
+
+
+def most_confident(errors: dict[str, list[dict]], each: int) -> list[dict]:
+    """The `each` misses with the lowest P(Yes), then the `each` false Yes with the highest."""
+    return [*sorted(errors["Yes"], key=lambda r: r["p_yes"])[:each],
+            *sorted(errors["No"], key=lambda r: -r["p_yes"])[:each]]
 
 
 def main(argv=None) -> int:
@@ -91,12 +100,9 @@ def main(argv=None) -> int:
     if args.each < 1:
         p.error(f"--each must be 1 or more, got {args.each}")
     rows = [r for r in map(json.loads, open(args.answers)) if r.get("type") == "touch" and "answer" in r]
-    errors = collections.defaultdict(list)
-    for r in rows:
-        if (r["p_yes"] >= 0.5) != (r["answer"] == "Yes"):
-            errors[r["answer"]].append(r)
-    picked = [*sorted(errors["Yes"], key=lambda r: r["p_yes"])[:args.each],
-              *sorted(errors["No"], key=lambda r: -r["p_yes"])[:args.each]]
+    errors = {a: [r for r in rows if (r["p_yes"] >= 0.5) != (r["answer"] == "Yes") and r["answer"] == a]
+              for a in ("Yes", "No")}
+    picked = most_confident(errors, args.each)
     if not picked:
         p.error(f"{args.answers}: no touch errors")
     name = os.path.basename(os.path.normpath(args.data))

@@ -345,15 +345,21 @@ def test_touch_errors_figure_draws_the_most_confident_misses_and_false_yes(heldo
     out = tmp_path / "errors.jpg"
     assert figure.main([str(tmp_path / "answers.jsonl"), str(heldout), "--each", "1", "--out", str(out)]) == 0
     assert "2 misses and 2 false Yes" in capsys.readouterr().out and out.stat().st_size > 10_000
+    rows = [r for r in map(json.loads, open(tmp_path / "answers.jsonl")) if r.get("type") == "touch"]
+    errors = {a: [r for r in rows if r["answer"] == a and (r["p_yes"] >= 0.5) != (a == "Yes")] for a in ("Yes", "No")}
+    assert [r["p_yes"] for r in figure.most_confident(errors, 1)] == [0.05, 0.95]
+    assert [r["p_yes"] for r in figure.most_confident(errors, 5)] == [0.05, 0.3, 0.95, 0.7]
+
+    def onsets(touching):  # per pair, the first sample in contact after one apart (16 where none)
+        return [next((j for j in range(1, len(t)) if t[j] == 1 and (t[:j] == 0).any()), 16) for t in touching]
 
     miss = wrong[0]
     scene = scene_from_json(json.load(open(heldout / miss["video"].replace(".mp4", ".json"))))
     samples = sample_frames_at(scene.style.fps, 2.0, round(scene.duration * scene.style.fps))
     states = scene_states(scene, np.array(samples) / scene.style.fps)
     k0 = int(round(miss["start"] * 2))
-    touching = states.touching[figure.deciding_pair(states, k0, "Yes"), k0:k0 + 16]
-    onset = int(np.argmax(touching == 1))
-    assert onset > 0 and (touching[:onset] == 0).any()
+    first = onsets(states.touching[:, k0:k0 + 16])
+    assert first[figure.deciding_pair(states, k0, "Yes")] == min(first) < 16
     with pytest.raises(SystemExit):
         figure.main([str(tmp_path / "answers.jsonl"), str(heldout), "--each", "0"])
     # answers of other windows than the split's (here: every touch label flipped) are refused, not drawn

@@ -17,6 +17,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
+from codecsight.reference.targets import happened
 from codecsight.synth.labels import object_pairs, sample_frames_at, scene_states
 from codecsight.synth.scene import scene_from_json
 
@@ -41,20 +42,27 @@ def deciding_pair(states, k0: int, label: str) -> int | None:
     touching, gap = states.touching[:, k0:k0 + WINDOW], states.gap[:, k0:k0 + WINDOW]
     if not len(touching):  # a scene of one object
         return None
+    if label == "Yes":  # the labels' rule, apart then in contact, per sample: the pair to complete it first
+        done = happened(1 - touching, touching) == 1
+        return int(np.argmin(np.where(done.any(axis=1), done.argmax(axis=1), WINDOW)))
     apart_before = np.zeros(touching.shape, bool)
     apart_before[:, 1:] = np.maximum.accumulate(touching[:, :-1] == 0, axis=1)
-    if label == "Yes":
-        return min((j, p) for p, j in zip(*np.nonzero(apart_before & (touching == 1))))[1]
     after = np.where(apart_before, gap, np.inf).min(axis=1)
     return int(np.argmin(after if np.isfinite(after).any() else gap.min(axis=1)))
 
 
-def strip(data: str, row: dict, title: str) -> Image.Image:
+def window_states(data: str, row: dict):
+    """The scene of an answers row's video, its sampled frame indices, the labels' facts at them, and the row's
+    first sample."""
     scene = scene_from_json(json.load(open(os.path.join(data, f"{row['video']}.json"))))
     fps = scene.style.fps
     samples = sample_frames_at(fps, RATE, round(scene.duration * fps))
-    states = scene_states(scene, np.array(samples) / fps)
-    k0 = int(round(row["start"] * RATE))
+    return scene, samples, scene_states(scene, np.array(samples) / fps), int(round(row["start"] * RATE))
+
+
+def strip(data: str, row: dict, title: str) -> Image.Image:
+    scene, samples, states, k0 = window_states(data, row)
+    fps = scene.style.fps
     pair = deciding_pair(states, k0, row["answer"])
     objects = [] if pair is None else [scene.objects[i] for i in object_pairs(len(scene.objects))[pair]]
     idx = samples[k0:k0 + WINDOW]

@@ -326,8 +326,6 @@ def test_touch_errors_figure_draws_the_most_confident_misses_and_false_yes(heldo
     import importlib.util
 
     from codecsight.evaluation import read_labels, write_answers
-    from codecsight.synth.labels import sample_frames_at, scene_states
-    from codecsight.synth.scene import scene_from_json
 
     path = Path(__file__).parents[1] / "docs" / "touch_errors.py"
     spec = importlib.util.spec_from_file_location("touch_errors", path)
@@ -353,11 +351,7 @@ def test_touch_errors_figure_draws_the_most_confident_misses_and_false_yes(heldo
     def onsets(touching):  # per pair, the first sample in contact after one apart (16 where none)
         return [next((j for j in range(1, len(t)) if t[j] == 1 and (t[:j] == 0).any()), 16) for t in touching]
 
-    miss = wrong[0]
-    scene = scene_from_json(json.load(open(heldout / miss["video"].replace(".mp4", ".json"))))
-    samples = sample_frames_at(scene.style.fps, 2.0, round(scene.duration * scene.style.fps))
-    states = scene_states(scene, np.array(samples) / scene.style.fps)
-    k0 = int(round(miss["start"] * 2))
+    _, _, states, k0 = figure.window_states(str(heldout), dict(wrong[0], video=Path(wrong[0]["video"]).stem))
     first = onsets(states.touching[:, k0:k0 + 16])
     assert first[figure.deciding_pair(states, k0, "Yes")] == min(first) < 16
     with pytest.raises(SystemExit):

@@ -123,7 +123,7 @@ def scene_track(scene: Scene, rate: float, rows: int, cols: int) -> SceneTrack:
     return SceneTrack(scene_states(scene, times), cover, object_pairs(n), scene, times)
 
 
-def _happened(before: np.ndarray, now: np.ndarray) -> np.ndarray:
+def happened(before: np.ndarray, now: np.ndarray) -> np.ndarray:
     """Kleene 'exists i < j <= k with before[i] and now[j]' for every k, per row (the labels' `_then`, cumulative)."""
     earlier = np.concatenate([np.zeros_like(before[:, :1]), np.maximum.accumulate(before[:, :-1], axis=1)], axis=1)
     return np.maximum.accumulate(np.minimum(earlier, now), axis=1)
@@ -135,15 +135,15 @@ def object_events(track: SceneTrack, first: int, n: int) -> np.ndarray:
     sample, the max over objects is the window's answer."""
     st, w = track.states, slice(first, first + n)
     out = np.zeros((len(st.kinds), n, len(EVENTS)))
-    out[..., EVENTS.index("enter")] = _happened(1 - st.visible[:, w], st.visible[:, w])
-    out[..., EVENTS.index("fall")] = _happened(st.upright[:, w], st.fallen[:, w])
+    out[..., EVENTS.index("enter")] = happened(1 - st.visible[:, w], st.visible[:, w])
+    out[..., EVENTS.index("fall")] = happened(st.upright[:, w], st.fallen[:, w])
     # stop: a moving interval, then two still ones; complete at the sample that ends the second
     mv, still = st.moving[:, first:first + n - 1], st.still[:, first:first + n - 1]
     if n >= 4:
         done = np.minimum(mv[:, :-2], np.minimum(still[:, 1:-1], still[:, 2:]))
         out[:, 3:, EVENTS.index("stop")] = np.maximum.accumulate(done, axis=1)
     if track.pairs:
-        touched = _happened(1 - st.touching[:, w], st.touching[:, w])
+        touched = happened(1 - st.touching[:, w], st.touching[:, w])
         out[..., EVENTS.index("touch")] = _over_pairs(touched, len(st.kinds))
     return out
 

@@ -92,6 +92,11 @@ def strip(data: str, row: dict, title: str) -> Image.Image:
     return out
 
 
+def wrong_by_label(rows: list[dict]) -> dict[str, list[dict]]:
+    """The touch answers the model got wrong, by label: the misses under "Yes", the false Yes under "No"."""
+    return {a: [r for r in rows if r["answer"] == a and (r["p_yes"] >= 0.5) != (a == "Yes")] for a in ("Yes", "No")}
+
+
 def most_confident(errors: dict[str, list[dict]], each: int) -> list[dict]:
     """The `each` misses with the lowest P(Yes), then the `each` false Yes with the highest."""
     return [*sorted(errors["Yes"], key=lambda r: r["p_yes"])[:each],
@@ -108,8 +113,7 @@ def main(argv=None) -> int:
     if args.each < 1:
         p.error(f"--each must be 1 or more, got {args.each}")
     rows = [r for r in map(json.loads, open(args.answers)) if r.get("type") == "touch" and "answer" in r]
-    errors = {a: [r for r in rows if (r["p_yes"] >= 0.5) != (r["answer"] == "Yes") and r["answer"] == a]
-              for a in ("Yes", "No")}
+    errors = wrong_by_label(rows)
     picked = most_confident(errors, args.each)
     if not picked:
         p.error(f"{args.answers}: no touch errors")

@@ -344,7 +344,7 @@ def test_touch_errors_figure_draws_the_most_confident_misses_and_false_yes(heldo
     assert figure.main([str(tmp_path / "answers.jsonl"), str(heldout), "--each", "1", "--out", str(out)]) == 0
     assert "2 misses and 2 false Yes" in capsys.readouterr().out and out.stat().st_size > 10_000
     rows = [r for r in map(json.loads, open(tmp_path / "answers.jsonl")) if r.get("type") == "touch"]
-    errors = {a: [r for r in rows if r["answer"] == a and (r["p_yes"] >= 0.5) != (a == "Yes")] for a in ("Yes", "No")}
+    errors = figure.wrong_by_label(rows)
     assert [r["p_yes"] for r in figure.most_confident(errors, 1)] == [0.05, 0.95]
     assert [r["p_yes"] for r in figure.most_confident(errors, 5)] == [0.05, 0.3, 0.95, 0.7]
 

@@ -15,11 +15,12 @@ from codecsight.models.base import BUNDLED_MODEL
 from codecsight.reference.model import INPUT_HW, SPECIAL, build, grow, spatial_rope, spread
 from codecsight.reference.targets import CLASSES
 from codecsight.reference.train import (GREY, Example, Stream, answer_loss, answer_weights, colour_transform, draw_tint,
-                                       initial_model, main, recolour_objects, save, stretch_contrast, target_mask,
-                                       window_forward)
+                                       initial_model, main, positive_weights, recolour_objects, save, stretch_contrast,
+                                       target_mask, window_forward)
 from codecsight.runtime import Engine, Question, method
 from codecsight.runtime.pipeline import SYSTEM_PROMPT
 from codecsight.synth.labels import QUESTIONS
+from codecsight.vision.preprocess import video_pixel_values
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +190,45 @@ def test_wider_llm_starts_as_the_trained_one():
     assert layer.mlp.down_proj.weight.grad[48:].abs().sum() > 0
 
 
+def test_wider_vit_starts_as_the_trained_one():
+    """A wider ViT (64 -> 128: eight 16-dim heads), deeper and with wider MLPs too, encodes as the trained one did:
+    queries, keys and values each land in their own third, the merger reads each merged patch's trained dimensions,
+    the added dimensions stay zero in every patch, and they get gradients at once. Narrower or not whole heads:
+    refused."""
+    trained = build(seed=2)
+    with torch.no_grad():
+        for p in trained.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    wide = build(seed=1, vision_layers=6, vision_mlp=256, vision_hidden=128)
+    grow(wide, trained)
+    visual = wide.model.model.visual
+    assert (visual.config.hidden_size, visual.config.num_heads, visual.blocks[0].attn.head_dim) == (128, 8, 16)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 112, 168, 3), dtype=np.uint8)
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, i, out: seen.append(out)) for b in visual.blocks]
+    with torch.no_grad():
+        got, want = wide.vision_reference(frames)[0], trained.vision_reference(frames)[0]
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 6 and all(h[..., 64:].abs().max() == 0 for h in seen)
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    pixels, grid = video_pixel_values(frames, wide.geometry)
+    visual(pixels, grid_thw=torch.tensor([grid])).pooler_output.square().sum().backward()
+    assert visual.patch_embed.proj.weight.grad[64:].abs().sum() > 0  # the added dimensions learn
+    assert visual.blocks[0].mlp.down_proj.weight.grad[64:].abs().sum() > 0
+    with pytest.raises(ValueError, match="16-dim heads"):
+        build(vision_hidden=72)
+    with pytest.raises(ValueError, match="does not fit"):
+        grow(build(vision_hidden=32), trained)
+
+
 def test_runtime_vit_encodes_a_grown_tower_as_the_library_does():
-    """A grown ViT has full-attention blocks side by side (1, 2, 4, 5), a layout no stock config has: the runtime's
-    own ViT loop, every token kept, still equals the library's tower, once the added blocks do something."""
+    """A grown ViT has full-attention blocks side by side (1, 2, 4, 5), a layout no stock config has, and here a width
+    no stock config has (96, six heads): the runtime's own ViT loop, every token kept, still equals the library's
+    tower, once the added blocks do something."""
     from codecsight.vision.encoder import EncodeRequest, PrunedViT
 
-    deep = build(seed=1, vision_layers=6)
+    deep = build(seed=1, vision_layers=6, vision_hidden=96)
     with torch.no_grad():
         for p in deep.model.model.visual.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -397,7 +431,7 @@ def test_absurd_training_shares_are_refused():
                 ["--type-weight", "fall=0"], ["--type-weight", "fall=x"], ["--type-weight", "fall"],
                 ["--focal", "-1"], ["--focal", "nan"], ["--focal", "50"], ["--reverse", "1.5"], ["--reverse", "-0.1"],
                 ["--edges", "1.5"], ["--edges", "-0.1"], ["--edges", "0.5", "--edge-types", "touch,fell"],
-                ["--edge-balance"]):
+                ["--edge-balance"], ["--pos-weight-cap", "0.5"], ["--pos-weight-cap", "nan"]):
         with pytest.raises(SystemExit):
             main(["--data", "x", "--heldout", "y", *bad])
 
@@ -427,6 +461,14 @@ def test_type_balance_weighs_each_asked_type_alike():
     # a factor per type on top: fall triples, unnamed types keep their weight
     w = answer_weights(types, answers, pos, blind=False, type_balance=True, type_weight={"fall": 3.0, "kind": 0.5})
     assert w.tolist() == [0.5, 0.25, 0.25, 0.25, 0.75, 0.25, 12.0]
+
+
+def test_positive_weights_balance_each_type_up_to_the_cap():
+    """neg/pos per type, never under 1 (a type mostly Yes is not balanced down) and never over the cap."""
+    counts = {"fall": [900, 100], "touch": [55, 45], "enter": [30, 70], "stop": [10, 0]}
+    assert positive_weights(counts) == {"fall": 6.0, "touch": 55 / 45, "enter": 1.0, "stop": 6.0}
+    assert positive_weights(counts, cap=1.25) == {"fall": 1.25, "touch": 55 / 45, "enter": 1.0, "stop": 1.25}
+    assert set(positive_weights(counts, cap=1.0).values()) == {1.0}
 
 
 def test_focal_answer_loss_spares_confident_right_answers():

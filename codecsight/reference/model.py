@@ -91,10 +91,11 @@ def spread(trained: int, layers: int) -> list[int]:
 
 
 def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = None, vision_layers: int | None = None,
-          text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None):
+          text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None,
+          vision_hidden: int | None = None):
     """A freshly initialised reference model wrapped in its adapter (text_layers, vision_layers: LLM and ViT depth;
-    text_mlp, vision_mlp: their MLPs' intermediate width; text_hidden: the LLM's hidden width; rope: the LLM's
-    rope_parameters; default CONFIG's). A deeper ViT keeps CONFIG's full-attention blocks where grow puts them and
+    text_mlp, vision_mlp: their MLPs' intermediate width; text_hidden, vision_hidden: the LLM's and the ViT's hidden
+    width, in whole heads of CONFIG's size; rope: the LLM's rope_parameters; default CONFIG's). A deeper ViT keeps CONFIG's full-attention blocks where grow puts them and
     makes the added blocks full attention too: the windowed blocks see 112 px only, and what more depth should add
     is relations across the frame (two objects meeting at a window's border). The MLPs' width costs no stored bytes
     to speak of; the hidden width does (the tied 151k-word embedding is most of the 20 MB: 48 -> 60 takes it from
@@ -107,7 +108,7 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
 
     for name, n, most in (("text_layers", text_layers, 64), ("vision_layers", vision_layers, 64),
                           ("text_mlp", text_mlp, 4096), ("vision_mlp", vision_mlp, 4096),
-                          ("text_hidden", text_hidden, 1024)):
+                          ("text_hidden", text_hidden, 1024), ("vision_hidden", vision_hidden, 1024)):
         if n is not None and not 1 <= n <= most:
             raise ValueError(f"{name} must be within 1..{most}, got {n}")
     base, vbase = CONFIG["text_config"], CONFIG["vision_config"]
@@ -124,6 +125,11 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
                     rms_norm_eps=base["rms_norm_eps"] * base["hidden_size"] / text_hidden)
     vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"],
                   out_hidden_size=text["hidden_size"])
+    if vision_hidden and vision_hidden != vbase["hidden_size"]:
+        head = vbase["hidden_size"] // vbase["num_heads"]  # the ViT's rotary is sized by the head, which stays
+        if vision_hidden % head:
+            raise ValueError(f"vision_hidden must be a whole number of {head}-dim heads, got {vision_hidden}")
+        vision.update(hidden_size=vision_hidden, num_heads=vision_hidden // head)
     if vision_layers:  # at CONFIG's depth, spread keeps every block in place and the layout is CONFIG's
         kept = spread(vbase["depth"], vision_layers)
         vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
@@ -140,8 +146,8 @@ def grow(adapter, trained) -> None:
     """Load a trained model into one as deep and as wide or more: trained layer i of the LLM and of the ViT goes to
     spread(...)[i]; the layers in between start as identities (zero output and down projections, biases too, so they
     add nothing to the residual stream), and an MLP's added units keep their random input weights with zero output
-    weights (they add nothing either, and get gradients from the start). A wider LLM hidden state: _widen_residual.
-    So the grown model computes what the trained one did until it learns."""
+    weights (they add nothing either, and get gradients from the start). A wider LLM hidden state: _widen_residual;
+    a wider ViT: _widen_vision. So the grown model computes what the trained one did until it learns."""
     import torch
 
     new_v, old_v = adapter.model.model.visual, trained.model.model.visual
@@ -152,18 +158,26 @@ def grow(adapter, trained) -> None:
         if (i in old_v.fullatt_block_indexes) != (j in new_v.fullatt_block_indexes):
             raise ValueError(f"trained ViT block {i} and block {j} of the grown ViT attend differently")
     mine = dict(adapter.model.named_parameters())
+    w, width = old_v.config.hidden_size, new_v.config.hidden_size
     with torch.no_grad():
         for name, p in trained.model.named_parameters():
             if ".layers." not in name and ".blocks." not in name:
                 if name not in mine:
                     raise ValueError(f"the trained model does not fit this one: it has {name}, this one not")
-                _copy_into(mine[name], p, name)
+                if name.endswith("merger.mlp.0.weight"):  # reads four merged patches side by side
+                    _copy_into(mine[name], p.unflatten(1, (-1, w)), name, mine[name].unflatten(1, (-1, width)))
+                else:
+                    _copy_into(mine[name], p, name)
         for (new, old, out), kept in zip(stacks, places):
             for j, layer in enumerate(new):
                 if j in kept:
                     src = old[kept.index(j)]
                     for name, p in src.named_parameters():
-                        _copy_into(layer.get_parameter(name), p, name)
+                        if name.startswith("attn.qkv."):  # queries, keys and values each fill their own third
+                            _copy_into(layer.get_parameter(name), p.unflatten(0, (3, -1)), name,
+                                       layer.get_parameter(name).unflatten(0, (3, -1)))
+                        else:
+                            _copy_into(layer.get_parameter(name), p, name)
                     layer.mlp.down_proj.weight[:, src.mlp.down_proj.weight.shape[1]:] = 0
                     if hasattr(src, "self_attn"):
                         _give_heads_their_keys(layer.self_attn, src.self_attn)
@@ -172,13 +186,16 @@ def grow(adapter, trained) -> None:
                         for p in layer.get_submodule(name).parameters():
                             p.zero_()
         _widen_residual(adapter, trained.model.config.text_config.hidden_size)
+        _widen_vision(new_v, w)
 
 
-def _copy_into(new, old, name: str) -> None:
-    """A trained weight into the leading slice of one as large or larger (the rest keeps its initialisation)."""
-    if new.dim() != old.dim() or any(a < b for a, b in zip(new.shape, old.shape)):
+def _copy_into(new, old, name: str, into=None) -> None:
+    """A trained weight into the leading slice of one as large or larger (the rest keeps its initialisation).
+    into: a view of `new` shaped like `old` (a weight made of parts, each to fill its own leading slice)."""
+    into = new if into is None else into
+    if into.dim() != old.dim() or any(a < b for a, b in zip(into.shape, old.shape)):
         raise ValueError(f"the trained model does not fit this one: {name} {tuple(old.shape)} -> {tuple(new.shape)}")
-    new[tuple(slice(0, n) for n in old.shape)] = old
+    into[tuple(slice(0, n) for n in old.shape)] = old
 
 
 def _give_heads_their_keys(attn, trained) -> None:
@@ -214,5 +231,26 @@ def _widen_residual(adapter, trained_width: int) -> None:
             proj.weight[trained_width:] = 0
         layer.self_attn.o_proj.weight[:, trained_width:] = 0  # the added heads
     for norm in (lm.norm, *(n for layer in lm.layers for n in (layer.input_layernorm, layer.post_attention_layernorm))):
+        norm.weight[:trained_width] *= math.sqrt(trained_width / width)
+        norm.weight[trained_width:] = norm.weight[:trained_width].mean()
+
+
+def _widen_vision(visual, trained_width: int) -> None:
+    """The ViT's added hidden dimensions start at zero in every patch, as _widen_residual does for the LLM: zero in
+    the patch embedding and in every projection that writes to the residual stream (attention output, MLP down), an
+    added head's output zero, and the merger's added units (one per added dimension of each merged patch) write
+    nothing. The norms' trained
+    weights shrink as the root mean square does (the ViT's epsilon, 1e-6, is fixed: a shift far under float16's)."""
+    width = visual.config.hidden_size
+    if width == trained_width:
+        return
+    visual.patch_embed.proj.weight[trained_width:] = 0
+    for block in visual.blocks:
+        for proj in (block.attn.proj, block.mlp.down_proj):
+            proj.weight[trained_width:] = 0
+            proj.bias[trained_width:] = 0
+        block.attn.proj.weight[:, trained_width:] = 0  # the added heads
+    visual.merger.mlp[-1].weight[:, visual.spatial_merge_unit * trained_width:] = 0
+    for norm in (visual.merger.ln_q, *(n for block in visual.blocks for n in (block.norm1, block.norm2))):
         norm.weight[:trained_width] *= math.sqrt(trained_width / width)
         norm.weight[trained_width:] = norm.weight[:trained_width].mean()

@@ -308,6 +308,14 @@ def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, f
     return w
 
 
+def positive_weights(counts: dict[str, list[int]], cap: float = 6.0) -> dict[str, float]:
+    """Class balance per question type over the answers trained on ({type: [no, yes]}): a positive weighs neg/pos,
+    at most `cap` (--pos-weight-cap). The cap also sets where the trained P(Yes) crosses 0.5: a positive weight w
+    puts it at true odds 1/w, and F1's best cut on calibrated odds is near F1/2 (about 0.45), not at 0.18 as w = 4.4
+    (fall's share, 18%) does."""
+    return {t: min(cap, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
+
+
 def answer_loss(yes_no: torch.Tensor, answers: list[int], weight: torch.Tensor, focal: float = 0.0) -> torch.Tensor:
     """The window's weighted 2-way loss on the "Yes"/"No" logits. focal: each question's loss is scaled by
     (1 - p)^focal, p the probability it gives the right answer (focal loss): answers already right with
@@ -466,9 +474,10 @@ def evaluate(adapter, streams, examples, system_ids, question_ids, pruning="none
 
 def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: str | None,
                   size: tuple[int, int] | None = None, vision_layers: int | None = None,
-                  text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None):
+                  text_mlp: int | None = None, vision_mlp: int | None = None, text_hidden: int | None = None,
+                  vision_hidden: int | None = None):
     """A fresh model, or `init`'s weights in one (grown into a deeper or wider LLM or ViT if the depths, MLP widths or
-    the LLM's hidden width ask for more than init has; default: init's). The rotary is `rope`, else init's, else the
+    hidden widths ask for more than init has; default: init's). The rotary is `rope`, else init's, else the
     bundled config's, and the input size `size`, else init's, else INPUT_HW: neither is a weight, so a continued model
     would otherwise fall back to the defaults silently."""
     init = load_adapter(init) if init else None
@@ -480,7 +489,8 @@ def initial_model(seed: int, text_layers: int | None, rope: dict | None, init: s
         text_mlp = text_mlp or config.text_config.intermediate_size
         vision_mlp = vision_mlp or config.vision_config.intermediate_size
         text_hidden = text_hidden or config.text_config.hidden_size
-    adapter = build(seed, text_layers, rope, vision_layers, text_mlp, vision_mlp, text_hidden)
+        vision_hidden = vision_hidden or config.vision_config.hidden_size
+    adapter = build(seed, text_layers, rope, vision_layers, text_mlp, vision_mlp, text_hidden, vision_hidden)
     size = size or (init.default_input_hw() if init else INPUT_HW)
     adapter.model.config.codecsight["input_size"] = list(size)
     if init:
@@ -550,6 +560,8 @@ def main(argv=None) -> int:
                    "the answer loss (without: every question does, so the four colour questions outweigh 'fall')")
     p.add_argument("--type-weight", type=type_factors, default=None, metavar="TYPE=W,...", help="a factor on the "
                    "answer loss of the named question types, e.g. fall=3,touch=2 for the types the model answers worst")
+    p.add_argument("--pos-weight-cap", type=float, default=6.0, help="a positive answer weighs its type's "
+                   "negatives / positives, at most this (positive_weights; 1: no class balance)")
     p.add_argument("--focal", type=float, default=0.0, help="focal exponent of the answer loss (answer_loss): "
                    "answers already right with confidence weigh (1 - p)^FOCAL of their loss, so the hard windows "
                    "(a fall and its get-up, objects in contact from the start) keep the pull; 0: plain")
@@ -588,6 +600,9 @@ def main(argv=None) -> int:
     p.add_argument("--text-hidden", type=int, default=None, help="the LLM's hidden width, whole 12-dim heads "
                    "(default: --init's, else the bundled config's 48); wider than --init's, the added dimensions "
                    "start at zero in every token (reference.model.grow); 60 keeps the weights under 20 MB")
+    p.add_argument("--vision-hidden", type=int, default=None, help="the ViT's hidden width, whole 16-dim heads "
+                   "(default: --init's, else the bundled config's 64); wider than --init's, the added dimensions "
+                   "start at zero in every patch (reference.model.grow)")
     p.add_argument("--spatial-rope", type=float_pair, default=None, metavar="ROW,COLUMN",
                    help="radians per token row and column for one height and one width frequency pair of the LLM's "
                    "rotary (reference.model.spatial_rope; default: --init's rotary, else the bundled config's); the "
@@ -616,6 +631,8 @@ def main(argv=None) -> int:
         p.error(f"--place is a loss weight, >= 0 (got {args.place})")
     if args.events < 0:
         p.error(f"--events is a loss weight, >= 0 (got {args.events})")
+    if not 1 <= args.pos_weight_cap <= 100:
+        p.error(f"--pos-weight-cap is a loss weight within [1, 100] (got {args.pos_weight_cap})")
     if not 0 <= args.focal <= 10:
         p.error(f"--focal is a focal-loss exponent within [0, 10] (got {args.focal})")
     rope = None
@@ -645,9 +662,9 @@ def main(argv=None) -> int:
 
     try:
         adapter = initial_model(args.seed, args.text_layers, rope, args.init, args.input_size, args.vision_layers,
-                                args.text_mlp, args.vision_mlp, args.text_hidden)
+                                args.text_mlp, args.vision_mlp, args.text_hidden, args.vision_hidden)
     except ValueError as e:  # a size out of range, or smaller than --init's
-        p.error(f"--text-layers / --vision-layers / --text-mlp / --vision-mlp / --text-hidden: {e}")
+        p.error(f"--text-layers / --vision-layers / --text-mlp / --vision-mlp / --text-hidden / --vision-hidden: {e}")
     adapter.model.train()
     # training-only heads reading the per-token targets off the vision output and the LLM's middle state
     width = adapter.model.config.text_config.hidden_size
@@ -682,13 +699,12 @@ def main(argv=None) -> int:
     probe = random.Random(1).sample(probe, min(120, len(probe)))
     system_ids = adapter.chat_system(SYSTEM_PROMPT)
     question_ids = {q: adapter.chat_question(q) for ex in examples + probe for q in ex.questions}
-    # class balance per question type over the answers trained on: positives weigh neg/pos (at most 6)
     counts: dict[str, list[int]] = {}
     for ex in examples:
         for a, t in zip(ex.answers, ex.types):
             if not (t == "colour" and train[ex.stream].any_colour):
                 counts.setdefault(t, [0, 0])[a] += 1
-    pos_weight = {t: min(6.0, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
+    pos_weight = positive_weights(counts, args.pos_weight_cap)
     print(f"{len(examples)} training windows, positive weights {pos_weight}, type factors {args.type_weight or {}}",
           file=sys.stderr, flush=True)
     edges = edge_windows(examples, train, edge_types) if args.edges else []

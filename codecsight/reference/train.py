@@ -311,8 +311,8 @@ def answer_weights(types: list[str], answers: list[int], pos_weight: dict[str, f
 def positive_weights(counts: dict[str, list[int]], cap: float = 6.0) -> dict[str, float]:
     """Class balance per question type over the answers trained on ({type: [no, yes]}): a positive weighs neg/pos,
     at most `cap` (--pos-weight-cap). The cap also sets where the trained P(Yes) crosses 0.5: a positive weight w
-    puts it at true odds 1/w, and F1's best cut on calibrated odds is near F1/2 (about 0.45), not at 0.18 as w = 4.4
-    (fall's share, 18%) does."""
+    puts it at a true probability of 1 / (1 + w), and F1's best cut on calibrated probabilities is near F1/2 (about
+    0.45), not at 0.18 as fall's w = 4.4 (18% Yes) does."""
     return {t: min(cap, max(1.0, c[0] / max(1, c[1]))) for t, c in counts.items()}
 
 

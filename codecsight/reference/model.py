@@ -95,9 +95,10 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
           vision_hidden: int | None = None):
     """A freshly initialised reference model wrapped in its adapter (text_layers, vision_layers: LLM and ViT depth;
     text_mlp, vision_mlp: their MLPs' intermediate width; text_hidden, vision_hidden: the LLM's and the ViT's hidden
-    width, in whole heads of CONFIG's size; rope: the LLM's rope_parameters; default CONFIG's). A deeper ViT keeps CONFIG's full-attention blocks where grow puts them and
-    makes the added blocks full attention too: the windowed blocks see 112 px only, and what more depth should add
-    is relations across the frame (two objects meeting at a window's border). The MLPs' width costs no stored bytes
+    width, in whole heads of CONFIG's size; rope: the LLM's rope_parameters; default CONFIG's). A deeper ViT keeps
+    CONFIG's full-attention blocks where grow puts them and makes the added blocks full attention too: the windowed
+    blocks see 112 px only, and what more depth should add is relations across the frame (two objects meeting at a
+    window's border). The MLPs' width costs no stored bytes
     to speak of; the hidden width does (the tied 151k-word embedding is most of the 20 MB: 48 -> 60 takes it from
     14.6 to 18.2 MB). A wider LLM keeps the 12-dim heads (the rotary's sections stay) and has one key/value head
     per head, so that grow can give each trained query head its trained keys and values."""
@@ -116,20 +117,15 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
                 intermediate_size=text_mlp or base["intermediate_size"],
                 rope_parameters=dict(rope or base["rope_parameters"]))
     if text_hidden and text_hidden != base["hidden_size"]:
-        head = base["hidden_size"] // base["num_attention_heads"]
-        if text_hidden % head:
-            raise ValueError(f"text_hidden must be a whole number of {head}-dim heads, got {text_hidden}")
+        heads = _whole_heads("text_hidden", text_hidden, base["hidden_size"] // base["num_attention_heads"])
         # the norms' epsilon scales with the width as the mean square of a grown state does (_widen_residual)
-        text.update(hidden_size=text_hidden, num_attention_heads=text_hidden // head,
-                    num_key_value_heads=text_hidden // head,
+        text.update(hidden_size=text_hidden, num_attention_heads=heads, num_key_value_heads=heads,
                     rms_norm_eps=base["rms_norm_eps"] * base["hidden_size"] / text_hidden)
     vision = dict(vbase, intermediate_size=vision_mlp or vbase["intermediate_size"],
                   out_hidden_size=text["hidden_size"])
-    if vision_hidden and vision_hidden != vbase["hidden_size"]:
-        head = vbase["hidden_size"] // vbase["num_heads"]  # the ViT's rotary is sized by the head, which stays
-        if vision_hidden % head:
-            raise ValueError(f"vision_hidden must be a whole number of {head}-dim heads, got {vision_hidden}")
-        vision.update(hidden_size=vision_hidden, num_heads=vision_hidden // head)
+    if vision_hidden and vision_hidden != vbase["hidden_size"]:  # the ViT's rotary is sized by the head, which stays
+        vision.update(hidden_size=vision_hidden, num_heads=_whole_heads(
+            "vision_hidden", vision_hidden, vbase["hidden_size"] // vbase["num_heads"]))
     if vision_layers:  # at CONFIG's depth, spread keeps every block in place and the layout is CONFIG's
         kept = spread(vbase["depth"], vision_layers)
         vision.update(depth=vision_layers, fullatt_block_indexes=sorted(
@@ -140,6 +136,13 @@ def build(seed: int = 0, text_layers: int | None = None, rope: dict | None = Non
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = SPECIAL["<|im_end|>"]
     return Qwen25VLAdapter(model, word_tokenizer())
+
+
+def _whole_heads(name: str, width: int, head: int) -> int:
+    """How many heads of `head` dims make a hidden state `width` wide (a grown model keeps its heads' size)."""
+    if width % head:
+        raise ValueError(f"{name} must be a whole number of {head}-dim heads, got {width}")
+    return width // head
 
 
 def grow(adapter, trained) -> None:
@@ -230,7 +233,14 @@ def _widen_residual(adapter, trained_width: int) -> None:
         for proj in (layer.self_attn.o_proj, layer.mlp.down_proj):
             proj.weight[trained_width:] = 0
         layer.self_attn.o_proj.weight[:, trained_width:] = 0  # the added heads
-    for norm in (lm.norm, *(n for layer in lm.layers for n in (layer.input_layernorm, layer.post_attention_layernorm))):
+    norms = (n for layer in lm.layers for n in (layer.input_layernorm, layer.post_attention_layernorm))
+    _rescale_norms((lm.norm, *norms), trained_width, width)
+
+
+def _rescale_norms(norms, trained_width: int, width: int) -> None:
+    """RMS norms over a state grown from trained_width to width with zeros: the root mean square shrinks by
+    sqrt(trained_width / width), so the trained weights do too and the outputs stay the trained ones."""
+    for norm in norms:
         norm.weight[:trained_width] *= math.sqrt(trained_width / width)
         norm.weight[trained_width:] = norm.weight[:trained_width].mean()
 
@@ -239,8 +249,7 @@ def _widen_vision(visual, trained_width: int) -> None:
     """The ViT's added hidden dimensions start at zero in every patch, as _widen_residual does for the LLM: zero in
     the patch embedding and in every projection that writes to the residual stream (attention output, MLP down), an
     added head's output zero, and the merger's added units (one per added dimension of each merged patch) write
-    nothing. The norms' trained
-    weights shrink as the root mean square does (the ViT's epsilon, 1e-6, is fixed: a shift far under float16's)."""
+    nothing. The norms are rescaled (the ViT's epsilon, 1e-6, is fixed: a shift far under float16's)."""
     width = visual.config.hidden_size
     if width == trained_width:
         return
@@ -251,6 +260,5 @@ def _widen_vision(visual, trained_width: int) -> None:
             proj.bias[trained_width:] = 0
         block.attn.proj.weight[:, trained_width:] = 0  # the added heads
     visual.merger.mlp[-1].weight[:, visual.spatial_merge_unit * trained_width:] = 0
-    for norm in (visual.merger.ln_q, *(n for block in visual.blocks for n in (block.norm1, block.norm2))):
-        norm.weight[:trained_width] *= math.sqrt(trained_width / width)
-        norm.weight[trained_width:] = norm.weight[:trained_width].mean()
+    _rescale_norms((visual.merger.ln_q, *(n for block in visual.blocks for n in (block.norm1, block.norm2))),
+                   trained_width, width)
